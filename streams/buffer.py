@@ -1,0 +1,315 @@
+"""Bounded per-modality buffers and the windower that slices them into :class:`~streams.windows.Window` values.
+
+Memory is bounded by *time*, not by count: the buffer keeps only what a future window can still need
+(``horizon_s`` of session time behind the newest packet), so an hour-long session costs the same as a minute.
+Pushing never blocks beyond a short lock and never waits on a consumer.
+"""
+from __future__ import annotations
+
+import bisect
+import collections
+import logging
+import math
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+
+from .packets import AUDIO_RATE, AudioChunk, Modality, SourceState, SourceStatus, TextSegment, VideoFrame
+from .windows import AudioSlice, ModalityHealth, TextSlice, VideoSlice, Window
+
+log = logging.getLogger(__name__)
+
+_NOUN = {Modality.VIDEO: "camera", Modality.AUDIO: "microphone", Modality.TEXT: "transcript"}
+
+
+class TimeAlignedBuffer:
+    """Thread-safe store of recent packets and of each modality's status history.
+
+    Args:
+        horizon_s: how much session time to keep behind the newest packet of each modality.
+        max_video_frames: hard cap on stored frames whatever the timestamps say (guards against a source that
+            stamps every frame with the same time).
+        max_audio_chunks, max_text_segments: the same caps for the other modalities.
+    """
+
+    def __init__(self, horizon_s: float = 4.0, max_video_frames: int = 600, max_audio_chunks: int = 4000,
+                 max_text_segments: int = 2000) -> None:
+        self.horizon_s = horizon_s
+        self._lock = threading.Lock()
+        self._video: collections.deque[VideoFrame] = collections.deque(maxlen=max_video_frames)
+        self._audio: collections.deque[AudioChunk] = collections.deque(maxlen=max_audio_chunks)
+        self._text: collections.deque[TextSegment] = collections.deque(maxlen=max_text_segments)
+        self._status: dict[Modality, list[SourceStatus]] = {m: [] for m in Modality}
+        self._latest_t: dict[Modality, float] = {m: -math.inf for m in Modality}
+        self.latest_frame: VideoFrame | None = None  # latest-wins slot for previews
+
+    def push(self, packet: VideoFrame | AudioChunk | TextSegment | SourceStatus) -> None:
+        """Add a packet (usable directly as a source sink)."""
+        with self._lock:
+            if isinstance(packet, VideoFrame):
+                self._video.append(packet)
+                self.latest_frame = packet
+                self._advance(Modality.VIDEO, packet.t)
+            elif isinstance(packet, AudioChunk):
+                if packet.rate != AUDIO_RATE:
+                    raise ValueError(f"audio must be resampled to {AUDIO_RATE} Hz before the buffer, got {packet.rate}")
+                self._audio.append(packet)
+                self._advance(Modality.AUDIO, packet.t_end)
+            elif isinstance(packet, TextSegment):
+                self._text.append(packet)
+                self._advance(Modality.TEXT, packet.t1)
+            elif isinstance(packet, SourceStatus):
+                if packet.modality is None:
+                    raise ValueError("a status pushed to the buffer must name its modality")
+                hist = self._status[packet.modality]
+                bisect.insort(hist, packet, key=lambda s: s.t)
+                self._prune_status(packet.modality)
+            else:
+                raise TypeError(f"unknown packet type {type(packet).__name__}")
+
+    __call__ = push
+
+    def _advance(self, modality: Modality, t: float) -> None:
+        if t > self._latest_t[modality]:
+            self._latest_t[modality] = t
+        cutoff = self._latest_t[modality] - self.horizon_s
+        if modality is Modality.VIDEO:
+            while self._video and self._video[0].t < cutoff:
+                self._video.popleft()
+        elif modality is Modality.AUDIO:
+            while self._audio and self._audio[0].t_end < cutoff:
+                self._audio.popleft()
+        else:
+            while self._text and self._text[0].t1 < cutoff:
+                self._text.popleft()
+        self._prune_status(modality)
+
+    def _prune_status(self, modality: Modality) -> None:
+        hist = self._status[modality]
+        newest = max(self._latest_t[modality], hist[-1].t if hist else -math.inf)
+        cutoff = newest - self.horizon_s
+        # keep the last status before the cutoff: it is still the state in force at the cutoff
+        while len(hist) > 1 and hist[1].t <= cutoff:
+            hist.pop(0)
+        if len(hist) > 256:  # a flapping device: keep the newest
+            del hist[: len(hist) - 256]
+
+    def snapshot(self, t0: float, t1: float) -> tuple[list[VideoFrame], list[AudioChunk], list[TextSegment],
+                                                      dict[Modality, list[SourceStatus]]]:
+        """Packets overlapping ``[t0, t1)`` and the status histories, copied under the lock."""
+        with self._lock:
+            video = [f for f in self._video if t0 <= f.t < t1]
+            audio = [c for c in self._audio if c.t < t1 and c.t_end > t0]
+            text = [s for s in self._text if s.t0 < t1 and s.t1 >= t0]
+            status = {m: list(h) for m, h in self._status.items()}
+        return video, audio, text, status
+
+    def sizes(self) -> dict[str, int]:
+        """Current item counts, for telemetry and the memory tests."""
+        with self._lock:
+            return {"video": len(self._video), "audio": len(self._audio), "text": len(self._text),
+                    "status": sum(len(h) for h in self._status.values())}
+
+
+@dataclass(frozen=True)
+class WindowConfig:
+    """Windowing parameters.
+
+    Attributes:
+        window_s: span of each window.
+        hop_s: time between consecutive windows (a new result every hop).
+        grace_s: how long after ``t1`` a live window waits for late packets (audio callbacks, file tails).
+        stale_after_s: a video or audio stream whose newest data in the window is older than this at ``t1`` is
+            marked missing ("no frames for 1.2 s"), so a silent stop shows up within one hop.
+        gap_s: holes in the data longer than this are reported as gaps.
+        video_fps: the camera's nominal frame rate; ``None`` estimates it from frame timestamps.
+    """
+
+    window_s: float = 2.0
+    hop_s: float = 0.5
+    grace_s: float = 0.25
+    stale_after_s: float = 0.5
+    gap_s: float = 0.25
+    video_fps: float | None = None
+
+    def __post_init__(self) -> None:
+        if not (self.window_s > 0 and self.hop_s > 0):
+            raise ValueError(f"window_s and hop_s must be positive, got {self.window_s}, {self.hop_s}")
+        if self.hop_s > self.window_s:
+            raise ValueError(f"hop_s ({self.hop_s}) larger than window_s ({self.window_s}) would skip data")
+
+    def to_json(self) -> dict:
+        return {k: getattr(self, k) for k in ("window_s", "hop_s", "grace_s", "stale_after_s", "gap_s", "video_fps")}
+
+
+def status_at(history: list[SourceStatus], t: float) -> SourceStatus | None:
+    """The status in force at session time ``t`` (the last one stamped at or before ``t``)."""
+    i = bisect.bisect_right([s.t for s in history], t)
+    return history[i - 1] if i else None
+
+
+def _gaps(times_start: list[float], times_end: list[float], t0: float, t1: float, gap_s: float
+          ) -> tuple[tuple[tuple[float, float], ...], float]:
+    """Holes in ``[t0, t1)`` not covered by the intervals, longer than ``gap_s``; plus the trailing hole."""
+    gaps: list[tuple[float, float]] = []
+    cursor = t0
+    for a, b in sorted(zip(times_start, times_end)):
+        if a - cursor > gap_s:
+            gaps.append((cursor, a))
+        cursor = max(cursor, b)
+    trailing = max(0.0, t1 - cursor)
+    if trailing > gap_s:
+        gaps.append((cursor, t1))
+    return tuple(gaps), trailing
+
+
+class Windower:
+    """Cuts the buffer into fixed-length windows ending every ``hop_s`` on the session clock.
+
+    Windows end at ``t1 = window_s + k * hop_s``: the first result arrives once a full window exists. Live,
+    call :meth:`due` with ``clock.now()`` (it waits ``grace_s`` for late packets); in replay, the driver calls it
+    as it advances simulated time, so both paths cut identical windows from identical packets.
+    """
+
+    def __init__(self, buffer: TimeAlignedBuffer, config: WindowConfig | None = None,
+                 absent_reasons: dict[Modality, str] | None = None) -> None:
+        self.buffer = buffer
+        self.config = config or WindowConfig()
+        need = self.config.window_s + self.config.grace_s + 1.0
+        if buffer.horizon_s < need:
+            buffer.horizon_s = need
+        self.absent_reasons = {Modality.VIDEO: "no camera", Modality.AUDIO: "no microphone",
+                               Modality.TEXT: "no transcript source"}
+        if absent_reasons:
+            self.absent_reasons.update(absent_reasons)
+        self._next_index = 0
+        self._fps_estimate: float | None = None
+
+    def t1_of(self, index: int) -> float:
+        return round(self.config.window_s + index * self.config.hop_s, 9)
+
+    def due(self, now: float, final: bool = False) -> list[Window]:
+        """All windows not yet emitted whose end plus grace is at or before ``now`` (or ``t1 <= now`` if ``final``)."""
+        out = []
+        wait = 0.0 if final else self.config.grace_s
+        while self.t1_of(self._next_index) + wait <= now + 1e-9:
+            out.append(self.make(self._next_index))
+            self._next_index += 1
+        return out
+
+    def make(self, index: int) -> Window:
+        t1 = self.t1_of(index)
+        t0 = t1 - self.config.window_s
+        video, audio, text, status = self.buffer.snapshot(t0, t1)
+        return Window(
+            index=index, t0=t0, t1=t1,
+            video=self._video_slice(video, status[Modality.VIDEO], t0, t1),
+            audio=self._audio_slice(audio, status[Modality.AUDIO], t0, t1),
+            text=self._text_slice(text, status[Modality.TEXT], t0, t1),
+        )
+
+    # -- per modality ---------------------------------------------------------------------------------------
+    def _device(self, modality: Modality, history: list[SourceStatus], t1: float) -> tuple[SourceState, str, bool]:
+        """(state, reason, configured) of the modality's source at ``t1``."""
+        st = status_at(history, t1)
+        if st is None:
+            if history:  # a source exists but only reported later than t1 (replay of a late start)
+                return SourceState.STARTING, "", True
+            return SourceState.STOPPED, self.absent_reasons[modality], False
+        return st.state, st.reason, True
+
+    def _missing_reason(self, modality: Modality, state: SourceState, device_reason: str, configured: bool,
+                        received: int, trailing: float, span: float) -> str:
+        noun = _NOUN[modality]
+        if not configured:
+            return self.absent_reasons[modality]
+        if state is SourceState.UNAVAILABLE:
+            return device_reason or f"{noun} unavailable"
+        if state is SourceState.RECONNECTING:
+            return f"{noun} disconnected" + (f": {device_reason}" if device_reason else "")
+        if state is SourceState.STOPPED:
+            return f"{noun} stopped"
+        if state is SourceState.ENDED:
+            return f"{noun} input ended"
+        what = "frames" if modality is Modality.VIDEO else "audio"
+        return f"no {what} for {min(trailing, span):.1f} s" if received else f"no {what} for {span:.1f} s"
+
+    def _fps(self, frames: list[VideoFrame]) -> float | None:
+        if self.config.video_fps:
+            return self.config.video_fps
+        if len(frames) >= 3:
+            dt = np.diff([f.t for f in frames])
+            dt = dt[dt > 0]
+            if len(dt):
+                # the shortest typical interval is the nominal period; drops only lengthen intervals
+                est = 1.0 / float(np.percentile(dt, 25))
+                self._fps_estimate = est if self._fps_estimate is None else 0.8 * self._fps_estimate + 0.2 * est
+        return self._fps_estimate
+
+    def _video_slice(self, frames: list[VideoFrame], history: list[SourceStatus], t0: float, t1: float) -> VideoSlice:
+        cfg = self.config
+        span = t1 - t0
+        state, dev_reason, configured = self._device(Modality.VIDEO, history, t1)
+        fps = self._fps(frames)
+        period = 1.0 / fps if fps else 0.0
+        gaps, trailing = _gaps([f.t for f in frames], [f.t + period for f in frames], t0, t1, max(cfg.gap_s, 2.5 * period))
+        expected = int(round(span * fps)) if fps else len(frames)
+        dropped = sum(max(0, b.index - a.index - 1) for a, b in zip(frames, frames[1:]))
+        present = bool(frames) and state.delivers and trailing < cfg.stale_after_s
+        reason = "" if present else self._missing_reason(Modality.VIDEO, state, dev_reason, configured,
+                                                           len(frames), trailing, span)
+        health = ModalityHealth(Modality.VIDEO, present, reason, expected, len(frames), dropped,
+                                max(0, expected - len(frames)), gaps, max((b - a for a, b in gaps), default=0.0),
+                                state, dev_reason)
+        return VideoSlice(tuple(frames), health)
+
+    def _audio_slice(self, chunks: list[AudioChunk], history: list[SourceStatus], t0: float, t1: float) -> AudioSlice:
+        cfg = self.config
+        rate = AUDIO_RATE
+        n = int(round((t1 - t0) * rate))
+        samples = np.zeros(n, np.float32)
+        valid = np.zeros(n, bool)
+        for c in chunks:
+            start = int(round((c.t - t0) * rate))
+            a, b = max(0, start), min(n, start + len(c.samples))
+            if b > a:
+                samples[a:b] = c.samples[a - start: b - start]
+                valid[a:b] = True
+        received = int(valid.sum())
+        gaps, trailing = self._sample_gaps(valid, t0, rate, cfg.gap_s)
+        state, dev_reason, configured = self._device(Modality.AUDIO, history, t1)
+        present = received > 0 and state.delivers and trailing < cfg.stale_after_s
+        reason = "" if present else self._missing_reason(Modality.AUDIO, state, dev_reason, configured,
+                                                           received, trailing, t1 - t0)
+        health = ModalityHealth(Modality.AUDIO, present, reason, n, received, 0, n - received, gaps,
+                                max((b - a for a, b in gaps), default=0.0), state, dev_reason)
+        return AudioSlice(samples, valid, health, rate)
+
+    @staticmethod
+    def _sample_gaps(valid: np.ndarray, t0: float, rate: int, gap_s: float
+                     ) -> tuple[tuple[tuple[float, float], ...], float]:
+        if valid.all():
+            return (), 0.0
+        # runs of invalid samples
+        padded = np.concatenate([[True], valid, [True]])
+        edges = np.flatnonzero(np.diff(padded.astype(np.int8)))
+        starts, ends = edges[::2], edges[1::2]
+        gaps = tuple((t0 + s / rate, t0 + e / rate) for s, e in zip(starts, ends) if (e - s) / rate > gap_s)
+        trailing = 0.0 if valid[-1] else (len(valid) - starts[-1]) / rate
+        return gaps, trailing
+
+    def _text_slice(self, segments: list[TextSegment], history: list[SourceStatus], t0: float, t1: float) -> TextSlice:
+        state, dev_reason, configured = self._device(Modality.TEXT, history, t1)
+        segments = sorted(segments, key=lambda s: s.t0)
+        has_words = any(s.text.strip() for s in segments)
+        if has_words:
+            reason = ""
+        elif not configured:
+            reason = self.absent_reasons[Modality.TEXT]
+        elif state is SourceState.UNAVAILABLE:
+            reason = dev_reason or "transcript unavailable"
+        else:
+            reason = "no transcript"
+        health = ModalityHealth(Modality.TEXT, has_words, reason, 0, len(segments), 0, 0, (), 0.0, state, dev_reason)
+        return TextSlice(tuple(segments), health)

@@ -1,0 +1,185 @@
+"""Time-aligned buffer and windower: window grid, presence and reasons, health counters, bounded memory."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from streams.buffer import TimeAlignedBuffer, WindowConfig, Windower
+from streams.packets import AUDIO_RATE, Modality, SourceState
+from tests.helpers import audio_packets, status, text, video_packets
+
+V, A, T = Modality.VIDEO, Modality.AUDIO, Modality.TEXT
+
+
+def _arrival(p):
+    """When a packet reaches the buffer live: a frame at its time, audio and text once they are complete."""
+    return getattr(p, "t_end", None) or getattr(p, "t1", None) or p.t
+
+
+def run(buffer, packets, config=None, until=None):
+    """Push packets in arrival order, stepping the windower as a live session would; windows by ``t1``."""
+    windower = Windower(buffer, config)
+    out = {}
+    packets = sorted(packets, key=_arrival)
+    for p in packets:
+        for w in windower.due(_arrival(p)):
+            out[w.t1] = w
+        buffer.push(p)
+    end = until if until is not None else max(map(_arrival, packets), default=0.0)
+    for w in windower.due(end, final=True):
+        out[w.t1] = w
+    return out
+
+
+def session(duration=6.0, fps=15.0, video=True, audio=True, transcript=True, extra=(), config=None):
+    packets = list(extra)
+    if video:
+        packets += [status(V, SourceState.RUNNING, 0.0)] + video_packets(0.0, duration, fps)
+    if audio:
+        packets += [status(A, SourceState.RUNNING, 0.0)] + audio_packets(0.0, duration)
+    if transcript:
+        packets += [status(T, SourceState.RUNNING, 0.0)]
+    return run(TimeAlignedBuffer(), packets, config, until=duration)
+
+
+def test_window_grid_every_hop_after_first_full_window():
+    windows = session(5.0, config=WindowConfig(window_s=2.0, hop_s=0.5))
+    assert [(w.t0, w.t1) for w in windows.values()] == [(t - 2.0, t) for t in (2.0, 2.5, 3.0, 3.5, 4.0, 4.5, 5.0)]
+    assert [w.index for w in windows.values()] == list(range(7))
+
+
+def test_live_windows_wait_for_grace_and_are_emitted_once():
+    buf = TimeAlignedBuffer()
+    win = Windower(buf, WindowConfig(grace_s=0.25))
+    assert win.due(2.1) == []
+    assert [w.t1 for w in win.due(2.25)] == [2.0]
+    assert win.due(2.25) == []
+
+
+def test_complete_window_counts():
+    w = session(4.0, config=WindowConfig(video_fps=15.0))[2.0]
+    vh, ah, th = w.video.health, w.audio.health, w.text.health
+    assert vh.present and vh.expected == 30 and vh.received == 30 and vh.dropped == 0 and vh.gaps == ()
+    assert ah.present and ah.expected == 2 * AUDIO_RATE and ah.missing == 0 and w.audio.valid.all()
+    assert len(w.audio.samples) == 2 * AUDIO_RATE
+    assert not th.present and th.reason == "no transcript"  # source running, nobody spoke
+
+
+def test_dropped_frames_and_gaps_are_counted():
+    frames = video_packets(0.0, 4.0, 15.0, skip=set(range(10, 20)))  # a 0.67 s hole inside [0, 2)
+    w = run(TimeAlignedBuffer(), [status(V, SourceState.RUNNING, 0.0)] + frames, WindowConfig(video_fps=15.0))[2.0]
+    vh = w.video.health
+    assert vh.present
+    assert vh.dropped == 10 and vh.received == 20 and vh.missing == 10
+    assert len(vh.gaps) == 1 and vh.gaps[0][0] == pytest.approx(10 / 15, abs=0.07)
+    assert vh.largest_gap_s == pytest.approx(10 / 15, abs=0.07)
+
+
+def test_camera_disconnect_marks_video_missing_within_one_hop():
+    packets = ([status(V, SourceState.RUNNING, 0.0)] + video_packets(0.0, 3.1, 15.0)
+               + [status(V, SourceState.RECONNECTING, 3.1, "camera 0 disconnected: read failed")])
+    windows = run(TimeAlignedBuffer(), packets, until=5.0)
+    assert windows[3.0].video.health.present
+    first_after = windows[3.5].video.health  # the first window ending after the stop
+    assert not first_after.present
+    assert first_after.reason == "camera disconnected: camera 0 disconnected: read failed"
+    assert first_after.device_state is SourceState.RECONNECTING
+    assert not windows[5.0].video.health.present
+
+
+def test_frozen_camera_is_missing_with_duration_reason_then_recovers():
+    packets = ([status(V, SourceState.RUNNING, 0.0)] + video_packets(0.0, 2.0, 15.0)
+               + video_packets(3.2, 6.0, 15.0, first_index=48))
+    windows = run(TimeAlignedBuffer(), packets, WindowConfig(video_fps=15.0))
+    assert windows[2.0].video.health.present
+    frozen = windows[3.0].video.health
+    assert not frozen.present and frozen.reason == "no frames for 1.0 s"  # last frame 1.93 s, covers 1/15 s
+    assert windows[4.0].video.health.present  # recovered without restart
+
+
+def test_no_source_at_all_gives_absent_reasons():
+    w = Windower(TimeAlignedBuffer()).make(0)
+    assert [(h.present, h.reason) for h in w.healths.values()] == [
+        (False, "no camera"), (False, "no microphone"), (False, "no transcript source")]
+
+
+def test_unavailable_microphone_reason_is_passed_through():
+    windows = session(4.0, audio=False,
+                      extra=[status(A, SourceState.UNAVAILABLE, 0.0, "no input device found: connect a microphone")])
+    ah = windows[2.0].audio.health
+    assert not ah.present and ah.reason == "no input device found: connect a microphone"
+
+
+def test_silence_is_present_data_not_missing():
+    w = run(TimeAlignedBuffer(), [status(A, SourceState.RUNNING, 0.0)] + audio_packets(0.0, 3.0, level=0.0))[2.0]
+    assert w.audio.health.present and w.audio.health.missing == 0
+    assert np.abs(w.audio.samples).max() == 0.0
+
+
+def test_audio_hole_is_zero_filled_and_counted():
+    chunks = [c for c in audio_packets(0.0, 4.0) if not 0.5 <= c.t < 1.0]
+    w = run(TimeAlignedBuffer(), [status(A, SourceState.RUNNING, 0.0)] + chunks)[2.0]
+    ah = w.audio.health
+    assert ah.present
+    assert 0.45 < ah.missing / AUDIO_RATE < 0.6
+    assert len(ah.gaps) == 1
+    a, b = (int(x * AUDIO_RATE) for x in ah.gaps[0])
+    assert not w.audio.valid[a + 10:b - 10].any() and np.all(w.audio.samples[a + 10:b - 10] == 0)
+    assert w.audio.valid[:a - 10].all() and w.audio.valid[b + 10:].all()
+
+
+def test_silent_mic_stop_without_status_is_missing_once_stale():
+    # no status change: the stream just stops delivering at ~2.9 s
+    windows = run(TimeAlignedBuffer(), [status(A, SourceState.RUNNING, 0.0)] + audio_packets(0.0, 2.9), until=5.0)
+    assert windows[3.0].audio.health.present  # 0.1 s without audio at the end is jitter, not a dropout
+    assert not windows[3.5].audio.health.present
+    assert windows[3.5].audio.health.reason == "no audio for 0.6 s"
+    assert windows[5.0].audio.health.reason == "no audio for 2.0 s"
+
+
+def test_unplugged_mic_with_status_is_missing_in_the_next_window():
+    packets = ([status(A, SourceState.RUNNING, 0.0)] + audio_packets(0.0, 3.3)
+               + [status(A, SourceState.RECONNECTING, 3.3, "stream error")])
+    windows = run(TimeAlignedBuffer(), packets, until=4.0)
+    assert windows[3.0].audio.health.present
+    assert windows[3.5].audio.health.reason == "microphone disconnected: stream error"
+
+
+def test_transcript_gap_marks_text_missing_only_in_the_gap():
+    segs = [text(0.2, 1.4, "I am happy"), text(1.5, 2.4, "really"), text(5.6, 6.0, "back again")]
+    windows = session(6.0, extra=segs)
+    # a line reaches the buffer when it is complete (t1): "really" ends at 2.4 s, after window 2.0 was cut
+    assert windows[2.0].text.health.present and windows[2.0].text.text == "I am happy"
+    assert windows[2.5].text.text == "I am happy really" and windows[2.5].text.words == 4
+    assert not windows[5.0].text.health.present and windows[5.0].text.health.reason == "no transcript"
+    assert windows[6.0].text.health.present and windows[6.0].text.text == "back again"
+
+
+def test_window_json_summary_has_every_modality():
+    d = session(3.0)[2.0].to_json()
+    assert set(d) == {"index", "t0", "t1", "video", "audio", "text"}
+    assert d["video"]["present"] is True and d["text"]["present"] is False and d["text"]["words"] == 0
+    assert d["audio"]["device_state"] == "running"
+
+
+def test_memory_stays_bounded_over_an_hour():
+    buf = TimeAlignedBuffer()
+    windower = Windower(buf)
+    buf.push(status(V, SourceState.RUNNING, 0.0))
+    sizes = []
+    for second in range(3600):
+        for f in video_packets(second, second + 1.0, 15.0, first_index=second * 15):
+            buf.push(f)
+        if second % 60 == 0:  # a flapping status every minute
+            buf.push(status(V, SourceState.RECONNECTING, second + 0.5, "flap"))
+            buf.push(status(V, SourceState.RUNNING, second + 0.6))
+        windower.due(second + 1.0)
+        sizes.append(buf.sizes())
+    assert max(s["video"] for s in sizes) <= 15 * (buf.horizon_s + 1)
+    assert max(s["status"] for s in sizes) <= 4
+    assert windower.t1_of(windower._next_index) > 3599
+
+
+def test_config_rejects_hop_longer_than_window():
+    with pytest.raises(ValueError, match="skip data"):
+        WindowConfig(window_s=1.0, hop_s=2.0)

@@ -1,0 +1,37 @@
+"""The arrows point one way: app -> umq, app -> streams; streams never imports torch, umq never imports app."""
+from __future__ import annotations
+
+import ast
+import pathlib
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def imported_roots(package: str) -> dict[str, set[str]]:
+    found: dict[str, set[str]] = {}
+    for path in (ROOT / package).rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            else:
+                continue
+            for n in names:
+                found.setdefault(n.split(".")[0], set()).add(str(path.relative_to(ROOT)))
+    return found
+
+
+def test_streams_imports_neither_app_nor_torch_nor_umq():
+    roots = imported_roots("streams")
+    for forbidden in ("app", "umq", "torch", "torchaudio"):
+        assert forbidden not in roots, f"streams imports {forbidden} in {roots.get(forbidden)}"
+
+
+def test_umq_never_imports_app():
+    roots = imported_roots("umq")
+    assert "app" not in roots, f"umq imports app in {roots.get('app')}"
+
+
+def test_the_checker_sees_imports():
+    assert "numpy" in imported_roots("streams")

@@ -226,8 +226,8 @@ class Windower:
             return self.absent_reasons[modality]
         if state is SourceState.UNAVAILABLE:
             return device_reason or f"{noun} unavailable"
-        if state is SourceState.RECONNECTING:
-            return f"{noun} disconnected" + (f": {device_reason}" if device_reason else "")
+        if state is SourceState.RECONNECTING:  # sources explain their own disconnects ("camera 0 disconnected: ...")
+            return device_reason or f"{noun} disconnected"
         if state is SourceState.STOPPED:
             return f"{noun} stopped"
         if state is SourceState.ENDED:

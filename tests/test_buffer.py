@@ -82,7 +82,7 @@ def test_camera_disconnect_marks_video_missing_within_one_hop():
     assert windows[3.0].video.health.present
     first_after = windows[3.5].video.health  # the first window ending after the stop
     assert not first_after.present
-    assert first_after.reason == "camera disconnected: camera 0 disconnected: read failed"
+    assert first_after.reason == "camera 0 disconnected: read failed"
     assert first_after.device_state is SourceState.RECONNECTING
     assert not windows[5.0].video.health.present
 
@@ -139,10 +139,10 @@ def test_silent_mic_stop_without_status_is_missing_once_stale():
 
 def test_unplugged_mic_with_status_is_missing_in_the_next_window():
     packets = ([status(A, SourceState.RUNNING, 0.0)] + audio_packets(0.0, 3.3)
-               + [status(A, SourceState.RECONNECTING, 3.3, "stream error")])
+               + [status(A, SourceState.RECONNECTING, 3.3)])
     windows = run(TimeAlignedBuffer(), packets, until=4.0)
     assert windows[3.0].audio.health.present
-    assert windows[3.5].audio.health.reason == "microphone disconnected: stream error"
+    assert windows[3.5].audio.health.reason == "microphone disconnected"
 
 
 def test_transcript_gap_marks_text_missing_only_in_the_gap():

@@ -1,0 +1,244 @@
+"""The runtime engine: sources -> time-aligned buffer -> windower -> analysis stages -> results.
+
+One engine for live and replay: they differ only in where packets come from (capture threads on the session
+clock, or a :class:`~streams.replay.Replay` on a simulated clock). Analysis stages (perception, the UMQ model)
+each run in their own thread behind one-slot mailboxes (:mod:`app.pipeline`): live, the newest window wins and a
+slow stage never grows a backlog; replaying at maximum speed, every window is analysed.
+
+The engine's observable state is one documented dataclass, :class:`Telemetry`, which the dashboard polls.
+"""
+from __future__ import annotations
+
+import collections
+import dataclasses
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+from streams.buffer import TimeAlignedBuffer, WindowConfig, Windower
+from streams.clock import Clock, SessionClock
+from streams.packets import SourceStatus, VideoFrame
+from streams.replay import Replay
+from streams.source import Tee
+from streams.windows import Window
+from umq.result import Result
+
+from .capture import Capture
+from .pipeline import LatencyStats, Pipeline, Stage
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """Engine settings.
+
+    Attributes:
+        window: window length, hop and grace (see :class:`streams.buffer.WindowConfig`).
+        tick_s: how often the live windower looks at the clock.
+        history: results kept in memory for plots and export (bounded: 7200 = one hour at a 0.5 s hop).
+        policy: mailbox policy; ``None`` picks ``latest`` for live and paced replay, ``block`` for replay at
+            maximum speed.
+    """
+
+    window: WindowConfig = WindowConfig()
+    tick_s: float = 0.02
+    history: int = 7200
+    policy: str | None = None
+
+
+@dataclass
+class Telemetry:
+    """A snapshot of what the engine is doing, for the dashboard's telemetry panel and the benchmarks.
+
+    Attributes:
+        mode: ``idle``, ``live`` or ``replay``.
+        session_t: current session time (simulated in replay).
+        windows: windows cut so far; results: results produced so far.
+        dropped: per stage, windows overwritten before that stage took them (latest-wins).
+        stage_ms: per stage, latency percentiles ``{"n", "p50", "p95", "p99"}`` in milliseconds.
+        end_to_end_ms: percentiles of capture-to-result latency (session time of the result minus the window end).
+        sources: modality -> ``{"state", "reason"}`` as last reported by its source.
+        video_fps: measured frame rate of the frames reaching the buffer over the last seconds.
+        buffer: item counts held by the time-aligned buffer.
+        errors: per stage, windows that failed (skipped) and the last error message.
+    """
+
+    mode: str = "idle"
+    session_t: float = 0.0
+    windows: int = 0
+    results: int = 0
+    dropped: dict[str, int] = field(default_factory=dict)
+    stage_ms: dict[str, dict] = field(default_factory=dict)
+    end_to_end_ms: dict = field(default_factory=dict)
+    sources: dict[str, dict] = field(default_factory=dict)
+    video_fps: float = 0.0
+    buffer: dict[str, int] = field(default_factory=dict)
+    errors: dict[str, int] = field(default_factory=dict)
+    last_error: str = ""
+
+
+class Engine:
+    """Wires a packet source (live capture or replay) to analysis ``stages`` that turn a Window into a Result.
+
+    ``stages`` is a sequence of ``(name, fn)``; the first takes a :class:`~streams.windows.Window`, the last
+    returns a :class:`~umq.result.Result` (e.g. ``[("perception", front_ends), ("model", umq_runtime)]``).
+    """
+
+    def __init__(self, stages: Sequence[Stage], config: EngineConfig | None = None) -> None:
+        self.stages = list(stages)
+        self.config = config or EngineConfig()
+        self.results: collections.deque[Result] = collections.deque(maxlen=self.config.history)
+        self._subscribers: list[Callable[[Result], None]] = []
+        self._lock = threading.Lock()
+        self._pipeline: Pipeline | None = None
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._capture: Capture | None = None
+        self._replay: Replay | None = None
+        self._window_sinks: list[Callable[[Window], None]] = []
+        self.clock: Clock = SessionClock()
+        self.buffer = TimeAlignedBuffer()
+        self._frame_times: collections.deque[float] = collections.deque(maxlen=120)
+        self._latest_frame: VideoFrame | None = None
+        self._statuses: dict[str, dict] = {}
+        self._e2e: LatencyStats | None = None
+        self._windows = 0
+        self._produced = 0
+        self.mode = "idle"
+
+    # -- observers ------------------------------------------------------------------------------------------
+    def subscribe(self, callback: Callable[[Result], None]) -> None:
+        """Call ``callback(result)`` for every result (from the model thread: keep it short, never block)."""
+        self._subscribers.append(callback)
+
+    def on_window(self, callback: Callable[[Window], None]) -> None:
+        """Call ``callback(window)`` for every window cut (e.g. the recorder's ``windows.jsonl``)."""
+        self._window_sinks.append(callback)
+
+    def latest_frame(self) -> VideoFrame | None:
+        """The newest captured frame (latest wins), for previews."""
+        return self._latest_frame
+
+    def latest_result(self) -> Result | None:
+        with self._lock:
+            return self.results[-1] if self.results else None
+
+    def history(self) -> list[Result]:
+        with self._lock:
+            return list(self.results)
+
+    # -- lifecycle ------------------------------------------------------------------------------------------
+    def start_live(self, capture: Capture, clock: Clock | None = None, extra_sinks: Sequence = ()) -> None:
+        """Start capture and analysis on the session clock; ``extra_sinks`` (e.g. a recorder) see every packet."""
+        self._begin("live", clock or SessionClock(), self.config.policy or "latest")
+        self._capture = capture
+        windower = Windower(self.buffer, self.config.window, absent_reasons=capture.absent_reasons)
+        capture.connect(Tee(self._observe, self.buffer, *extra_sinks))
+        capture.start()
+        t = threading.Thread(target=self._window_loop, args=(windower,), name="windower", daemon=True)
+        t.start()
+        self._threads.append(t)
+
+    def start_replay(self, replay: Replay, config: WindowConfig | None = None) -> None:
+        """Replay a session folder or video file through the same stages."""
+        policy = self.config.policy or ("block" if replay.speed is None else "latest")
+        self._begin("replay", replay.clock, policy)
+        self._replay = replay
+        replay.start(sink=self._observe, config=config or replay.window_config(), on_window=self._submit)
+        self.clock = replay.clock
+
+    def stop(self) -> None:
+        """Stop sources, replay and stage threads; safe to call twice. Nothing captured is lost by stopping."""
+        self._stop.set()
+        if self._capture is not None:
+            self._capture.stop()
+        if self._replay is not None:
+            self._replay.stop()
+        for t in self._threads:
+            t.join(5.0)
+        self._threads.clear()
+        if self._pipeline is not None:
+            self._pipeline.stop()
+        self.mode = "idle"
+
+    def wait_replay(self, timeout: float | None = None) -> bool:
+        """Block until a replay has fed every window and the stages have finished them."""
+        if self._replay is None:
+            return True
+        if not self._replay.join(timeout):
+            return False
+        return self._pipeline.drain(timeout or 60.0) if self._pipeline else True
+
+    # -- internals ------------------------------------------------------------------------------------------
+    def _begin(self, mode: str, clock: Clock, policy: str) -> None:
+        if self.mode != "idle":
+            raise RuntimeError(f"engine already running ({self.mode}); stop it first")
+        self._stop.clear()
+        self.mode, self.clock = mode, clock
+        self.buffer = TimeAlignedBuffer()
+        with self._lock:
+            self.results.clear()
+        self._windows, self._statuses, self._latest_frame = 0, {}, None
+        self._e2e = LatencyStats()
+        self._produced = 0
+        self._pipeline = Pipeline(self.stages, self._on_output, policy)
+        self._pipeline.start()
+
+    def _observe(self, packet) -> None:
+        """Side sink: latest frame for previews, measured fps, source states. Cheap and non-blocking."""
+        if isinstance(packet, VideoFrame):
+            self._latest_frame = packet
+            self._frame_times.append(packet.t)
+        elif isinstance(packet, SourceStatus) and packet.modality is not None:
+            self._statuses[packet.modality.value] = {"state": packet.state.value, "reason": packet.reason}
+
+    def _window_loop(self, windower: Windower) -> None:
+        while not self._stop.wait(self.config.tick_s):
+            for w in windower.due(self.clock.now()):
+                self._submit(w)
+
+    def _submit(self, window: Window) -> None:
+        self._windows += 1
+        for sink in self._window_sinks:
+            try:
+                sink(window)
+            except Exception:  # noqa: BLE001
+                log.exception("window consumer failed")
+        if self._pipeline is not None:
+            self._pipeline.submit(window)
+
+    def _on_output(self, result: Result, latency_ms: dict[str, float]) -> None:
+        e2e = max(0.0, (self.clock.now() - result.t1) * 1000.0)
+        self._e2e.add(e2e)
+        result = dataclasses.replace(result, latency_ms={**result.latency_ms, **latency_ms, "end_to_end": e2e})
+        with self._lock:
+            self.results.append(result)
+            self._produced += 1
+        for cb in list(self._subscribers):
+            try:
+                cb(result)
+            except Exception:  # noqa: BLE001 - a UI bug must not stop the analysis
+                log.exception("result subscriber failed")
+
+    def telemetry(self) -> Telemetry:
+        p = self._pipeline
+        times = list(self._frame_times)
+        fps = (len(times) - 1) / (times[-1] - times[0]) if len(times) > 2 and times[-1] > times[0] else 0.0
+        return Telemetry(
+            mode=self.mode,
+            session_t=self.clock.now(),
+            windows=self._windows,
+            results=self._produced,
+            dropped=p.dropped() if p else {},
+            stage_ms={k: v.summary() for k, v in p.latency.items()} if p else {},
+            end_to_end_ms=self._e2e.summary() if self._e2e else {},
+            sources=dict(self._statuses),
+            video_fps=fps,
+            buffer=self.buffer.sizes(),
+            errors=dict(p.errors) if p else {},
+            last_error=p.last_error if p else "",
+        )
+

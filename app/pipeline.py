@@ -1,0 +1,207 @@
+"""Stage threads joined by one-slot mailboxes: the engine's backpressure, in one place.
+
+Each stage (perception, model, ...) runs in its own thread and hands its output to the next through a
+:class:`Mailbox` of capacity one. Two policies, chosen per run (as fastrtc lets a caller choose):
+
+- ``latest`` (live): ``put`` replaces an item nobody has taken yet and counts it as dropped, so a stage slower
+  than the hop never grows a backlog; the consumer always works on the newest window.
+- ``block`` (replay at maximum speed): ``put`` waits until the slot is free, so every window is analysed; the
+  producer is a file that can wait.
+"""
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Generic, Sequence, TypeVar
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+POLICIES = ("latest", "block")
+
+
+class Mailbox(Generic[T]):
+    """A bounded (one item) hand-off between two threads."""
+
+    def __init__(self, policy: str = "latest") -> None:
+        if policy not in POLICIES:
+            raise ValueError(f"policy must be one of {POLICIES}, got {policy!r}")
+        self.policy = policy
+        self._item: T | None = None
+        self._full = False
+        self._closed = False
+        self._cond = threading.Condition()
+        self.dropped = 0
+        self.passed = 0
+
+    def put(self, item: T) -> bool:
+        """Hand ``item`` over; False only if the mailbox was closed."""
+        with self._cond:
+            if self.policy == "block":
+                while self._full and not self._closed:
+                    self._cond.wait(0.1)
+            if self._closed:
+                return False
+            if self._full:
+                self.dropped += 1
+            self._item, self._full = item, True
+            self._cond.notify_all()
+            return True
+
+    def get(self, timeout: float | None = None) -> T | None:
+        """The waiting item, or None after ``timeout`` or once closed and empty."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            while not self._full:
+                if self._closed:
+                    return None
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return None
+                self._cond.wait(remaining if remaining is not None else 0.1)
+            item, self._item, self._full = self._item, None, False
+            self.passed += 1
+            self._cond.notify_all()
+            return item
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    def __len__(self) -> int:
+        return int(self._full)
+
+
+@dataclass
+class LatencyStats:
+    """A rolling record of one stage's latency (bounded: the last ``keep`` samples)."""
+
+    keep: int = 2048
+    samples: collections.deque = field(default_factory=lambda: collections.deque(maxlen=2048))
+
+    def add(self, ms: float) -> None:
+        self.samples.append(ms)
+
+    def summary(self) -> dict[str, float]:
+        if not self.samples:
+            return {"n": 0, "p50": float("nan"), "p95": float("nan"), "p99": float("nan")}
+        a = np.fromiter(self.samples, float)
+        p50, p95, p99 = np.percentile(a, [50, 95, 99])
+        return {"n": len(a), "p50": float(p50), "p95": float(p95), "p99": float(p99)}
+
+
+@dataclass
+class Envelope:
+    """What travels between stages: the current value plus the timings gathered so far."""
+
+    value: Any
+    created: float  # perf_counter when the first stage received it
+    latency_ms: dict[str, float] = field(default_factory=dict)
+
+
+Stage = tuple[str, Callable[[Any], Any]]
+
+
+class Pipeline:
+    """Runs ``stages`` in order, one thread each, and calls ``on_output(value, latency_ms)`` with the last
+    stage's output. A stage that raises is logged and its item skipped; the pipeline keeps running."""
+
+    def __init__(self, stages: Sequence[Stage], on_output: Callable[[Any, dict[str, float]], None],
+                 policy: str = "latest") -> None:
+        if not stages:
+            raise ValueError("a pipeline needs at least one stage")
+        self.stages = list(stages)
+        self.on_output = on_output
+        self.policy = policy
+        self.inboxes: list[Mailbox[Envelope]] = [Mailbox(policy) for _ in self.stages]
+        self.latency = {name: LatencyStats() for name, _ in self.stages}
+        self.errors: dict[str, int] = {name: 0 for name, _ in self.stages}
+        self.last_error: str = ""
+        self._submitted = 0
+        self._finished = 0  # left the pipeline as output, error or declined (dropped ones are counted by mailboxes)
+        self._count_lock = threading.Lock()
+        self._threads: list[threading.Thread] = []
+        self._stopping = threading.Event()
+
+    def start(self) -> None:
+        self._stopping.clear()
+        for i, (name, _) in enumerate(self.stages):
+            t = threading.Thread(target=self._loop, args=(i,), name=f"stage:{name}", daemon=True)
+            t.start()
+            self._threads.append(t)
+
+    def submit(self, value: Any) -> bool:
+        """Feed the first stage (latest-wins or blocking, by policy)."""
+        with self._count_lock:
+            self._submitted += 1
+        return self.inboxes[0].put(Envelope(value, time.perf_counter()))
+
+    @property
+    def pending(self) -> int:
+        """Items submitted that have not yet left the pipeline (as output, error, decline or drop)."""
+        with self._count_lock:
+            return self._submitted - self._finished - sum(b.dropped for b in self.inboxes)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stopping.set()
+        for box in self.inboxes:
+            box.close()
+        for t in self._threads:
+            t.join(timeout)
+            if t.is_alive():
+                log.warning("stage thread %s did not stop within %.0f s", t.name, timeout)
+        self._threads.clear()
+
+    def drain(self, timeout: float = 30.0) -> bool:
+        """Wait until every submitted item has left the pipeline (used at the end of a replay)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.pending <= 0:
+                return True
+            time.sleep(0.005)
+        return False
+
+    def dropped(self) -> dict[str, int]:
+        """Items overwritten before the named stage took them."""
+        return {name: box.dropped for (name, _), box in zip(self.stages, self.inboxes)}
+
+    def _loop(self, i: int) -> None:
+        name, fn = self.stages[i]
+        inbox = self.inboxes[i]
+        while not self._stopping.is_set():
+            env = inbox.get(timeout=0.1)
+            if env is None:
+                continue
+            t = time.perf_counter()
+            try:
+                env.value = fn(env.value)
+            except Exception as exc:  # noqa: BLE001 - one bad window must not stop the analysis
+                self.errors[name] += 1
+                self.last_error = f"{name}: {exc}"
+                log.exception("stage %s failed; skipping this window", name)
+                self._finish()
+                continue
+            ms = (time.perf_counter() - t) * 1000.0
+            env.latency_ms[name] = ms
+            self.latency[name].add(ms)
+            if env.value is None:  # a stage may decline an item
+                self._finish()
+            elif i + 1 < len(self.stages):
+                self.inboxes[i + 1].put(env)
+            else:
+                try:
+                    self.on_output(env.value, dict(env.latency_ms))
+                except Exception:  # noqa: BLE001
+                    log.exception("result consumer failed")
+                finally:
+                    self._finish()
+
+    def _finish(self) -> None:
+        with self._count_lock:
+            self._finished += 1

@@ -144,8 +144,9 @@ class WindowConfig:
 
 
 def status_at(history: list[SourceStatus], t: float) -> SourceStatus | None:
-    """The status in force at session time ``t`` (the last one stamped at or before ``t``)."""
-    i = bisect.bisect_right([s.t for s in history], t)
+    """The status in force just before session time ``t`` (the last one stamped strictly before ``t``): windows
+    are half-open ``[t0, t1)``, so a change stamped exactly at ``t1`` belongs to the next window."""
+    i = bisect.bisect_left([s.t for s in history], t)
     return history[i - 1] if i else None
 
 
@@ -219,9 +220,21 @@ class Windower:
             return SourceState.STOPPED, self.absent_reasons[modality], False
         return st.state, st.reason, True
 
+    @staticmethod
+    def _outage_in_window(history: list[SourceStatus], t0: float, t1: float) -> SourceStatus | None:
+        """The latest non-delivering status in force at some point of the window (a device that came back just
+        at ``t1`` still explains why the window had no data)."""
+        for st in reversed(history):
+            if st.t < t1 and not st.state.delivers:
+                return st if st.t >= t0 or st is status_at(history, t0) else None
+        return None
+
     def _missing_reason(self, modality: Modality, state: SourceState, device_reason: str, configured: bool,
-                        received: int, trailing: float, span: float) -> str:
+                        received: int, trailing: float, span: float,
+                        outage: SourceStatus | None = None) -> str:
         noun = _NOUN[modality]
+        if state.delivers and outage is not None:
+            state, device_reason = outage.state, outage.reason
         if not configured:
             return self.absent_reasons[modality]
         if state is SourceState.UNAVAILABLE:
@@ -256,9 +269,10 @@ class Windower:
         gaps, trailing = _gaps([f.t for f in frames], [f.t + period for f in frames], t0, t1, max(cfg.gap_s, 2.5 * period))
         expected = int(round(span * fps)) if fps else len(frames)
         dropped = sum(max(0, b.index - a.index - 1) for a, b in zip(frames, frames[1:]))
-        present = bool(frames) and state.delivers and trailing < cfg.stale_after_s
+        present = bool(frames and state.delivers and trailing < cfg.stale_after_s)
         reason = "" if present else self._missing_reason(Modality.VIDEO, state, dev_reason, configured,
-                                                           len(frames), trailing, span)
+                                                           len(frames), trailing, span,
+                                                           self._outage_in_window(history, t0, t1))
         health = ModalityHealth(Modality.VIDEO, present, reason, expected, len(frames), dropped,
                                 max(0, expected - len(frames)), gaps, max((b - a for a, b in gaps), default=0.0),
                                 state, dev_reason)
@@ -279,9 +293,10 @@ class Windower:
         received = int(valid.sum())
         gaps, trailing = self._sample_gaps(valid, t0, rate, cfg.gap_s)
         state, dev_reason, configured = self._device(Modality.AUDIO, history, t1)
-        present = received > 0 and state.delivers and trailing < cfg.stale_after_s
+        present = bool(received > 0 and state.delivers and trailing < cfg.stale_after_s)
         reason = "" if present else self._missing_reason(Modality.AUDIO, state, dev_reason, configured,
-                                                           received, trailing, t1 - t0)
+                                                           received, trailing, t1 - t0,
+                                                           self._outage_in_window(history, t0, t1))
         health = ModalityHealth(Modality.AUDIO, present, reason, n, received, 0, n - received, gaps,
                                 max((b - a for a, b in gaps), default=0.0), state, dev_reason)
         return AudioSlice(samples, valid, health, rate)
@@ -295,8 +310,8 @@ class Windower:
         padded = np.concatenate([[True], valid, [True]])
         edges = np.flatnonzero(np.diff(padded.astype(np.int8)))
         starts, ends = edges[::2], edges[1::2]
-        gaps = tuple((t0 + s / rate, t0 + e / rate) for s, e in zip(starts, ends) if (e - s) / rate > gap_s)
-        trailing = 0.0 if valid[-1] else (len(valid) - starts[-1]) / rate
+        gaps = tuple((float(t0 + s / rate), float(t0 + e / rate)) for s, e in zip(starts, ends) if (e - s) / rate > gap_s)
+        trailing = 0.0 if valid[-1] else float((len(valid) - starts[-1]) / rate)
         return gaps, trailing
 
     def _text_slice(self, segments: list[TextSegment], history: list[SourceStatus], t0: float, t1: float) -> TextSlice:

@@ -253,6 +253,8 @@ class SessionRecorder:
                         self._pending_bytes -= nbytes
                 if not self._failed:
                     self._write(kind, item, ta)
+                elif kind in self.dropped:  # queued before the failure, never written: a loss like any other
+                    self.dropped[kind] += 1
             if not self._failed and time.monotonic() - self._last_sync >= self.sync_every_s:
                 self._note_drops()
                 self._sync()

@@ -87,6 +87,26 @@ def test_camera_disconnect_marks_video_missing_within_one_hop():
     assert not windows[5.0].video.health.present
 
 
+def test_status_change_exactly_at_t1_belongs_to_the_next_window():
+    packets = ([status(V, SourceState.RUNNING, 0.0)] + video_packets(0.0, 3.0, 15.0)
+               + [status(V, SourceState.RECONNECTING, 3.0, "camera 0 disconnected")])
+    windows = run(TimeAlignedBuffer(), packets, WindowConfig(video_fps=15.0), until=4.0)
+    assert windows[3.0].video.health.present  # [1, 3) had every frame; the stop at 3.0 is not in it
+    assert windows[3.5].video.health.reason == "camera 0 disconnected"
+
+
+def test_device_back_before_its_first_frame_still_explains_the_empty_window():
+    packets = ([status(V, SourceState.RUNNING, 0.0)] + video_packets(0.0, 2.9, 15.0)
+               + [status(V, SourceState.RECONNECTING, 2.9, "camera 0 disconnected")]
+               + [status(V, SourceState.RUNNING, 4.6)]  # reopened, but the first frame comes at 5.2
+               + video_packets(5.2, 7.0, 15.0, first_index=78))
+    windows = run(TimeAlignedBuffer(), packets, WindowConfig(video_fps=15.0))
+    h = windows[5.0].video.health
+    assert h.device_state is SourceState.RUNNING and h.received == 0
+    assert h.reason == "camera 0 disconnected"
+    assert windows[7.0 - 0.5].video.health.present
+
+
 def test_frozen_camera_is_missing_with_duration_reason_then_recovers():
     packets = ([status(V, SourceState.RUNNING, 0.0)] + video_packets(0.0, 2.0, 15.0)
                + video_packets(3.2, 6.0, 15.0, first_index=48))
@@ -183,3 +203,15 @@ def test_memory_stays_bounded_over_an_hour():
 def test_config_rejects_hop_longer_than_window():
     with pytest.raises(ValueError, match="skip data"):
         WindowConfig(window_s=1.0, hop_s=2.0)
+
+
+def test_health_values_are_plain_python_types():
+    # numpy scalars leak into JSON writers and fail there; the health record must hold plain types
+    chunks = [c for c in audio_packets(0.0, 4.0) if not 1.0 <= c.t < 1.9]
+    w = run(TimeAlignedBuffer(), [status(A, SourceState.RUNNING, 0.0)] + chunks)[2.0]
+    import json
+
+    for h in w.healths.values():
+        assert type(h.present) is bool and type(h.largest_gap_s) is float
+        assert all(type(x) is float for gap in h.gaps for x in gap)
+    json.dumps(w.to_json())

@@ -280,9 +280,11 @@ def cmd_default() -> int:
         what = ", ".join(filter(None, [f"camera {cams[0].id}" if cams else "", "microphone" if have_mic else ""]))
         print(f"Would start live analysis with {what} (the live dashboard is not built yet).")
     else:
-        demo = DEMO_SESSION if DEMO_SESSION.exists() else f"{DEMO_SESSION} (not shipped yet)"
-        print(f"No working camera or microphone found: would replay the demo session {demo}.")
+        demo = DEMO_SESSION.relative_to(REPO_ROOT) if DEMO_SESSION.exists() else f"{DEMO_SESSION} (missing)"
+        print(f"No working camera or microphone found: the dashboard will replay the demo session {demo}"
+              " (the dashboard is not built yet).")
     print("Try:\n"
+          f"  python -m app replay {DEMO_SESSION.relative_to(REPO_ROOT)} --headless --out /tmp/demo.jsonl\n"
           "  python -m app devices                                   list cameras and microphones\n"
           "  python -m app record --source synthetic --seconds 5 --out /tmp/s\n"
           "  python -m app replay /tmp/s --headless --out /tmp/w.jsonl   (a session folder or a video file)")

@@ -1,0 +1,153 @@
+"""Evaluation: the missing/noisy protocol, as a library and as a CLI.
+
+    python -m umq.evaluate protocol --checkpoint A.pt [B.pt ...] --data DIR [--actors 17-20] [--seeds 3]
+                                    [--out results.json] [--device cpu]
+
+Every checkpoint sees exactly the same corrupted inputs (corruptions are drawn on the CPU from a generator
+seeded by (seed, condition)), so differences between rows are paired comparisons. Subcommands are a
+subparser each; later issues add ``face``, ``audio`` and ``text``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .corrupt import Condition, apply_condition, protocol_conditions
+from .data import FeatureSet, apply_norm, parse_ids
+from .metrics import classification_metrics, regression_metrics
+from .model import UMQ
+from .types import Batch
+
+log = logging.getLogger(__name__)
+
+
+@torch.inference_mode()
+def predict(model: UMQ, batch: Batch, device: torch.device | str, batch_size: int = 512) -> dict[str, np.ndarray]:
+    """Outputs of ``model`` on ``batch`` (any device) as numpy: ``pred`` (logits or regression), ``q``, ``routing``."""
+    model.eval()
+    preds, qs, rs = [], [], []
+    for start in range(0, batch.size, batch_size):
+        idx = torch.arange(start, min(start + batch_size, batch.size))
+        sub = batch.index(idx, trim=True).to(device)
+        out = model(sub.inputs, sub.present)
+        preds.append((out.logits if out.logits is not None else out.regression).float().cpu())
+        qs.append(out.q.float().cpu())
+        if out.routing is not None:
+            rs.append(out.routing.float().cpu())
+    return {"pred": torch.cat(preds).numpy(), "q": torch.cat(qs).numpy(),
+            "routing": torch.cat(rs).numpy() if rs else np.zeros((batch.size, 0), np.float32)}
+
+
+def condition_batch(clean: Batch, cond: Condition, seed: int, index: int) -> Batch:
+    """The corrupted version of ``clean`` (a CPU batch) for ``cond``; deterministic in ``(seed, index)``."""
+    g = torch.Generator().manual_seed(10_007 * seed + index)
+    return apply_condition(clean, cond, g)
+
+
+def evaluate_conditions(model: UMQ, fs: FeatureSet, conditions: list[Condition], seeds: int | list[int],
+                        device: torch.device | str) -> dict[str, dict[str, float]]:
+    """Metrics per condition label (mean and std over corruption seeds) for normalised features ``fs``."""
+    clean = fs.to_batch("cpu")
+    seed_list = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
+    results: dict[str, dict[str, float]] = {}
+    for ci, cond in enumerate(conditions):
+        per_seed = []
+        for s in seed_list if cond.kind != "complete" else seed_list[:1]:
+            out = predict(model, condition_batch(clean, cond, s, ci), device)
+            if model.config.task == "regression":
+                m = regression_metrics(fs.y_reg, out["pred"].reshape(-1))
+            else:
+                m = classification_metrics(fs.y, out["pred"])
+            for i, name in enumerate(model.names):
+                m[f"q_{name}"] = float(out["q"][:, i].mean())
+            per_seed.append(m)
+        keys = per_seed[0].keys()
+        results[cond.label] = {k: float(np.mean([p[k] for p in per_seed])) for k in keys}
+        results[cond.label].update({f"{k}_std": float(np.std([p[k] for p in per_seed])) for k in keys})
+    return results
+
+
+def summarise(res: dict[str, dict[str, float]], metric: str) -> dict[str, float]:
+    """Means over the missing conditions, the noisy conditions, and all corrupted conditions."""
+    miss = [v[metric] for k, v in res.items() if k.startswith("missing")]
+    noise = [v[metric] for k, v in res.items() if k.startswith("noise")]
+    return {"complete": res.get("complete", {}).get(metric, float("nan")),
+            "missing_mean": float(np.mean(miss)) if miss else float("nan"),
+            "noise_mean": float(np.mean(noise)) if noise else float("nan"),
+            "corrupted_mean": float(np.mean(miss + noise)) if miss or noise else float("nan")}
+
+
+def format_table(rows: dict[str, dict[str, dict[str, float]]], metric: str, scale: float = 100.0) -> str:
+    """Markdown table: one row per model, one column per condition + the three means."""
+    first = next(iter(rows.values()))
+    conds = list(first)
+    head = ["model"] + conds + ["mean missing", "mean noisy", "mean corrupted"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name, res in rows.items():
+        s = summarise(res, metric)
+        fmt = ".1f" if scale == 100.0 else ".3f"
+        cells = [f"{res[c][metric] * scale:{fmt}}" for c in conds]
+        cells += [f"{s[k] * scale:{fmt}}" for k in ("missing_mean", "noise_mean", "corrupted_mean")]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def evaluate_checkpoints(paths: list[str], data: str | None, actors: str | None, seeds: int, device: str | None,
+                         split: str = "test", progress: bool = True) -> dict[str, dict[str, dict[str, float]]]:
+    from .checkpoint import load_model
+    from .data.loading import load_dataset
+    from .device import pick_device
+
+    dev = pick_device(device)
+    cache: dict[str, FeatureSet] = {}
+    rows: dict[str, dict[str, dict[str, float]]] = {}
+    for p in paths:
+        model, norm, ckpt = load_model(p, dev)
+        key = json.dumps(ckpt["data"], sort_keys=True)
+        if key not in cache:
+            cache[key] = load_dataset(ckpt["data"], data, groups=parse_ids(actors), split=split, progress=progress)
+        fs = apply_norm(cache[key], norm)
+        name = Path(p).stem
+        rows[name] = evaluate_conditions(model, fs, protocol_conditions(), seeds, dev)
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m umq.evaluate", description=__doc__.split("\n")[0])
+    sub = ap.add_subparsers(dest="command", required=True)
+    pr = sub.add_parser("protocol", help="complete / missing-rate / noise-level protocol table")
+    pr.add_argument("--checkpoint", nargs="+", required=True)
+    pr.add_argument("--data", default=None, help="data folder (RAVDESS layout) or MMSA .pkl")
+    pr.add_argument("--actors", default=None, help="RAVDESS actors, e.g. 17-20 (default: all present)")
+    pr.add_argument("--split", default="test", help="MMSA split")
+    pr.add_argument("--seeds", type=int, default=3, help="corruption seeds to average over")
+    pr.add_argument("--device", default=None)
+    pr.add_argument("--out", default=None, help="write the full results as JSON")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    from .checkpoint import CheckpointError
+
+    try:
+        rows = evaluate_checkpoints(args.checkpoint, args.data, args.actors, args.seeds, args.device, args.split)
+    except (CheckpointError, FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    task_metrics = ["acc2", "acc7", "f1", "mae", "corr"] if "mae" in next(iter(next(iter(rows.values())).values())) \
+        else ["acc", "f1"]
+    for metric in task_metrics:
+        scale = 1.0 if metric in ("mae", "corr") else 100.0
+        print(f"\n{metric} ({'x1' if scale == 1 else '%'}), mean over {args.seeds} corruption seeds\n")
+        print(format_table(rows, metric, scale))
+    if args.out:
+        Path(args.out).write_text(json.dumps(rows, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,33 @@
+"""Metrics of the evaluation protocol (numpy, no sklearn dependency)."""
+from __future__ import annotations
+
+import numpy as np
+
+
+def weighted_f1(y: np.ndarray, pred: np.ndarray) -> float:
+    """Support-weighted mean of per-class F1 over classes present in ``y``."""
+    classes, support = np.unique(y, return_counts=True)
+    f1s = []
+    for c in classes:
+        tp = np.sum((pred == c) & (y == c))
+        fp = np.sum((pred == c) & (y != c))
+        fn = np.sum((pred != c) & (y == c))
+        f1s.append(2 * tp / max(2 * tp + fp + fn, 1))
+    return float(np.sum(np.asarray(f1s) * support) / support.sum())
+
+
+def classification_metrics(y: np.ndarray, logits: np.ndarray) -> dict[str, float]:
+    pred = logits.argmax(1)
+    return {"acc": float(np.mean(pred == y)), "f1": weighted_f1(y, pred)}
+
+
+def regression_metrics(y: np.ndarray, pred: np.ndarray) -> dict[str, float]:
+    """MMSA conventions: Acc-2 / F1 on non-zero labels (negative vs positive), Acc-7 on rounded clipped scores."""
+    nz = y != 0
+    yb, pb = y[nz] > 0, pred[nz] > 0
+    acc2 = float(np.mean(yb == pb)) if nz.any() else float("nan")
+    f1 = weighted_f1(yb.astype(int), pb.astype(int)) if nz.any() else float("nan")
+    acc7 = float(np.mean(np.round(np.clip(pred, -3, 3)) == np.round(np.clip(y, -3, 3))))
+    mae = float(np.mean(np.abs(pred - y)))
+    corr = float(np.corrcoef(pred, y)[0, 1]) if np.std(pred) > 0 and np.std(y) > 0 else 0.0
+    return {"acc2": acc2, "acc7": acc7, "f1": f1, "mae": mae, "corr": corr}

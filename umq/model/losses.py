@@ -1,0 +1,99 @@
+"""Training objective of UMQ (and of every baseline, which simply lacks some of the terms).
+
+``total = task + w_unimodal * unimodal + w_quality * (anchor_low + anchor_high + ladder + cross)
+          + w_recon * recon + w_sim * similarity + w_balance * load_balance + w_consistency * consistency``
+
+Everything stays on the device; nothing here calls ``.item()`` (the training loop accumulates tensors).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ..corrupt import corruption_ladder
+from ..types import Batch, UMQOutput
+from .quality import anchor_losses, cross_rank_loss, ladder_rank_loss
+from .umq import UMQ
+
+
+def per_sample_loss(task: str, pred: Tensor, target: Tensor, smoothing: float = 0.0) -> Tensor:
+    """Per-sample task loss: cross-entropy (classification) or L1 (regression, ``pred [B, 1]``)."""
+    if task == "regression":
+        return (pred.squeeze(-1) - target).abs()
+    return F.cross_entropy(pred, target, reduction="none", label_smoothing=smoothing)
+
+
+def compute_losses(model: UMQ, batch: Batch, clean: Batch, g: torch.Generator) -> tuple[Tensor, dict[str, Tensor]]:
+    """Forward ``batch`` (corrupted) and return ``(total, parts)``. ``clean`` is the same samples uncorrupted:
+    it provides the corruption ladder and the reconstruction targets."""
+    cfg, L = model.config, model.config.loss
+    out: UMQOutput = model(batch.inputs, batch.present)
+    pf = batch.present.float()
+    parts: dict[str, Tensor] = {}
+    pred = out.regression.unsqueeze(-1) if cfg.task == "regression" else out.logits
+    target = batch.y_reg if cfg.task == "regression" else batch.y
+    parts["task"] = per_sample_loss(cfg.task, pred, target, L.label_smoothing).mean()
+    uni_main = torch.stack([per_sample_loss(cfg.task, out.unimodal_logits[m], target) for m in model.names], 1)
+    uni = (uni_main * pf).sum() / pf.sum().clamp_min(1.0)
+
+    h_clean: dict[str, Tensor] = {}
+    if model.estimator is not None:
+        low, high, ladder, cross = [], [], [], []
+        B = batch.size
+        n_rungs = len(L.ladder_sigmas) + 2
+        high_target = math.log(L.anchor_high / (1 - L.anchor_high)) if L.rank_space == "logit" else L.anchor_high
+        for i, m in enumerate(model.names):
+            lad = corruption_ladder(clean.inputs[m], L.ladder_sigmas, g)
+            h = model.encode(m, lad)
+            logit = model.quality_logit(m, h, lad)
+            score = (logit if L.rank_space == "logit" else torch.sigmoid(logit)).view(n_rungs, B)
+            ul = per_sample_loss(cfg.task, model.unimodal[m](h), target.repeat(n_rungs)).view(n_rungs, B)
+            h_clean[m] = h[:B]
+            uni = uni + ul[0].mean()  # unimodal heads also learn from the clean rung
+            ladder.append(ladder_rank_loss(score, L.ladder_margin))
+            # candidates for the high anchor and the cross-sample ranking: all rungs but the bottom + the main
+            # (training-corrupted) pass, missing entries included: their real unimodal loss on a zeroed input
+            # is high, which is exactly the order we want (no boolean indexing: no host sync)
+            s_main = out.q_logit[:, i] if L.rank_space == "logit" else torch.sigmoid(out.q_logit[:, i])
+            cand_q = torch.cat([score[:-1].reshape(-1), s_main])
+            cand_l = torch.cat([ul[:-1].reshape(-1), uni_main[:, i]])
+            # the high anchor acts on uncorrupted representations only: a corrupted version is bounded by its
+            # clean counterpart through the ladder, and anchoring it too would contradict the ladder margin
+            hq, hl = (score[0], ul[0]) if L.high_anchor_clean_only else (cand_q, cand_l)
+            lo, hi = anchor_losses(logit.view(n_rungs, B)[-1], hq, hl, L.loss_threshold, high_target)
+            low.append(lo)
+            high.append(hi)
+            if cand_q.shape[0] > L.max_rank_items:
+                idx = torch.randperm(cand_q.shape[0], generator=g, device=g.device)[:L.max_rank_items]
+                cand_q, cand_l = cand_q[idx], cand_l[idx]
+            cross.append(cross_rank_loss(cand_q, cand_l, L.cross_margin, L.loss_gap))
+        parts["q_anchor_low"] = torch.stack(low).mean()
+        parts["q_anchor_high"] = torch.stack(high).mean()
+        parts["q_ladder"] = torch.stack(ladder).mean()
+        parts["q_cross"] = torch.stack(cross).mean()
+    else:
+        # same auxiliary signal for variants without an estimator: unimodal heads also see the clean pass
+        h_clean = {m: model.encode(m, clean.inputs[m]) for m in model.names}
+        for m in model.names:
+            uni = uni + per_sample_loss(cfg.task, model.unimodal[m](h_clean[m]), target).mean()
+    parts["unimodal"] = uni
+
+    if model.enhancer is not None:
+        rec = []
+        n_present = pf.sum(1)
+        for i, m in enumerate(model.names):
+            has_donor = ((n_present - pf[:, i]) > 0).float()  # reconstruction needs another present modality
+            err = (out.h_hat[m] - h_clean[m].detach()).pow(2).mean(-1)
+            rec.append((err * has_donor).sum() / has_donor.sum().clamp_min(1.0))
+        parts["recon"] = torch.stack(rec).mean()
+    parts.update(out.aux)
+
+    w = {"task": 1.0, "unimodal": L.w_unimodal, "q_anchor_low": L.w_quality, "q_anchor_high": L.w_quality,
+         "q_ladder": L.w_quality, "q_cross": L.w_quality, "recon": L.w_recon, "similarity": L.w_sim,
+         "load_balance": L.w_balance, "consistency": L.w_consistency}
+    total = sum(w[k] * v for k, v in parts.items())
+    return total, parts
+

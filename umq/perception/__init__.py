@@ -1,0 +1,1 @@
+"""Perception models that turn raw inputs (face crops, ...) into per-modality emotion evidence."""

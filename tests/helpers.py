@@ -40,3 +40,15 @@ def status(modality: Modality, state: SourceState, t: float, reason: str = "") -
 
 def text(t0: float, t1: float, words: str = "hello there") -> TextSegment:
     return TextSegment(t0, t1, words, "test")
+
+
+def wait_for(pred, timeout: float = 4.0) -> bool:
+    """Poll ``pred`` until it holds or ``timeout`` passes (tests never sleep longer than they must)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return True
+        time.sleep(0.01)
+    return pred()

@@ -11,6 +11,7 @@ import pytest
 from streams.camera import CameraSource, to_bgr
 from streams.clock import SessionClock, SimulatedClock
 from streams.packets import SourceState, SourceStatus, VideoFrame
+from tests.helpers import wait_for
 
 W, H = 64, 48
 
@@ -53,15 +54,6 @@ class Collector:
 
     def states(self) -> list[SourceState]:
         return [s.state for s in self.statuses]
-
-
-def wait_for(pred, timeout: float = 4.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(0.01)
-    return pred()
 
 
 class PacedCapture:

@@ -14,6 +14,7 @@ import pytest
 from streams.clock import SessionClock, SimulatedClock
 from streams.microphone import MicrophoneSource
 from streams.packets import AUDIO_RATE, AudioChunk, SourceState, SourceStatus
+from tests.helpers import wait_for
 
 
 class FakePortAudioError(Exception):
@@ -125,15 +126,6 @@ class Collector:
     def reasons(self) -> list[str]:
         with self.lock:
             return [p.reason for p, _ in self.items if isinstance(p, SourceStatus)]
-
-
-def wait_for(pred, timeout: float = 4.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(0.01)
-    return pred()
 
 
 def assert_contiguous(chunks: list[AudioChunk], tol: float = 1e-6) -> None:

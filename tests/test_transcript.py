@@ -16,6 +16,7 @@ from streams.clock import SessionClock, SimulatedClock
 from streams.packets import SourceState, SourceStatus, TextSegment
 from streams.transcript import (MAX_CHARS, TranscriptSource, load_transcript_file, open_transcript_source,
                                 read_transcript_file)
+from tests.helpers import wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -71,15 +72,6 @@ def segs(sink) -> list[TextSegment]:
 
 def states(sink) -> list[SourceStatus]:
     return [p for p in list(sink.items) if isinstance(p, SourceStatus)]
-
-
-def wait_for(pred, timeout: float = 3.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(0.01)
-    return pred()
 
 
 # -- parsing ---------------------------------------------------------------------------------------------------

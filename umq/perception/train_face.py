@@ -1,7 +1,7 @@
 """Fine-tune the face expression encoder on FER2013 (recipe and numbers: docs/face-encoder.md).
 
     nice -n 19 python -m umq.perception.train_face --data ../shared/data/fer2013 \
-        --init ~/.cache/umq/face_fer_port.pt --out /root/.cache/umq/face_runs/ft1/final.pt \
+        --init ~/.cache/umq/face_fer_port.pt --out ~/.cache/umq/face_runs/ft1/final.pt \
         --run-dir ~/.cache/umq/face_runs/ft1 --epochs 16 --time-budget-min 68 --threads 1
 
 ``--init`` is the checkpoint written by :mod:`umq.perception.port_fer` (omit it to train from scratch).

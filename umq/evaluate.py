@@ -118,9 +118,54 @@ def evaluate_checkpoints(paths: list[str], data: str | None, actors: str | None,
     return rows
 
 
+def report_table(rep: dict, title: str) -> str:
+    """The readable summary printed by ``face``/``audio``/``text``: headline numbers, per-class recall, confusion."""
+    from .labels import EMOTIONS
+
+    lines = [f"{title}: n={rep['n']}  accuracy={rep['accuracy']:.4f}  macro_f1={rep['macro_f1']:.4f}  "
+             f"weighted_f1={rep['weighted_f1']:.4f}  skipped={rep.get('skipped', 0)}", "",
+             "class        recall   " + " ".join(f"{e[:5]:>6}" for e in EMOTIONS) + "   (confusion: rows true)"]
+    for i, e in enumerate(EMOTIONS):
+        r = rep["per_class_recall"].get(e)
+        row = rep["confusion"][i] if i < len(rep["confusion"]) else []
+        lines.append(f"{e:<12} {'   -  ' if r is None else f'{r:6.3f}'}   " + " ".join(f"{v:6d}" for v in row))
+    return "\n".join(lines)
+
+
+def _encoder_eval(args: argparse.Namespace) -> dict:
+    """``face``/``audio``/``text``: score a shipped (or given) encoder on data in the ../shared/data layout."""
+    from .device import pick_device
+
+    dev = pick_device(args.device)
+    if args.command == "face":
+        from .perception.face_net import evaluate_face_npz, load_face_net
+
+        return evaluate_face_npz(args.data, load_face_net(args.checkpoint, device=dev), device=dev)
+    if args.command == "audio":
+        from .perception.voice_net import evaluate_audio_folder, load_voice_net
+
+        return evaluate_audio_folder(args.data, load_voice_net(args.checkpoint, device=dev), device=dev,
+                                     progress=not args.quiet)
+    from .perception.text_net import evaluate_text_file, load_text_head
+
+    return evaluate_text_file(args.data, load_text_head(args.checkpoint, device=dev))
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m umq.evaluate", description=__doc__.split("\n")[0])
     sub = ap.add_subparsers(dest="command", required=True)
+    helps = {"face": ("FILE.npz", "face crops: `images` uint8 [N,48,48], `labels`, `classes` (FER2013 layout)"),
+             "audio": ("DIR", "a folder with labels.csv (clip_id, emotion, audio[, actor]); audio paths relative "
+                              "to DIR; emotions outside the label set are skipped and counted"),
+             "text": ("FILE", "a GoEmotions-Ekman .tsv (labels file beside it) or a MELD .csv")}
+    for name, (meta, what) in helps.items():
+        e = sub.add_parser(name, help=f"score the {name} encoder on {what}")
+        e.add_argument("--data", required=True, metavar=meta, help=what)
+        e.add_argument("--checkpoint", default=None, help="encoder weights (default: the shipped ones in assets/)")
+        e.add_argument("--out", default=None, help="write the metrics as JSON (n, accuracy, macro_f1, weighted_f1, "
+                                                   "per_class_recall, confusion, skipped)")
+        e.add_argument("--device", default=None)
+        e.add_argument("--quiet", action="store_true", help="no progress bar")
     pr = sub.add_parser("protocol", help="complete / missing-rate / noise-level protocol table")
     pr.add_argument("--checkpoint", nargs="+", required=True)
     pr.add_argument("--data", default=None, help="data folder (RAVDESS layout) or MMSA .pkl")
@@ -132,6 +177,21 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     from .checkpoint import CheckpointError
+
+    if args.command in ("face", "audio", "text"):
+        if not Path(args.data).exists():
+            print(f"error: {args.data} does not exist", file=sys.stderr)
+            return 2
+        try:
+            rep = _encoder_eval(args)
+        except (CheckpointError, FileNotFoundError, ValueError, KeyError, OSError) as e:
+            print(f"error: {args.command} evaluation of {args.data} failed: {e}", file=sys.stderr)
+            return 2
+        rep.setdefault("skipped", 0)
+        print(report_table(rep, f"{args.command} encoder on {args.data}"))
+        if args.out:
+            Path(args.out).write_text(json.dumps(rep, indent=1))
+        return 0
 
     try:
         rows = evaluate_checkpoints(args.checkpoint, args.data, args.actors, args.seeds, args.device, args.split)

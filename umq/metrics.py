@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .labels import EMOTIONS
+
 
 def weighted_f1(y: np.ndarray, pred: np.ndarray) -> float:
     """Support-weighted mean of per-class F1 over classes present in ``y``."""
@@ -31,3 +33,29 @@ def regression_metrics(y: np.ndarray, pred: np.ndarray) -> dict[str, float]:
     mae = float(np.mean(np.abs(pred - y)))
     corr = float(np.corrcoef(pred, y)[0, 1]) if np.std(pred) > 0 and np.std(y) > 0 else 0.0
     return {"acc2": acc2, "acc7": acc7, "f1": f1, "mae": mae, "corr": corr}
+
+
+def classification_report(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int = len(EMOTIONS)) -> dict:
+    """The report every ``python -m umq.evaluate`` command writes: n, accuracy, macro/weighted F1, per-class
+    recall and confusion (rows = true, cols = predicted)."""
+    y_true = np.asarray(y_true, np.int64)
+    y_pred = np.asarray(y_pred, np.int64)
+    cm = np.zeros((n_classes, n_classes), np.int64)
+    np.add.at(cm, (y_true, y_pred), 1)
+    tp = np.diag(cm).astype(float)
+    support = cm.sum(1).astype(float)
+    predicted = cm.sum(0).astype(float)
+    recall = np.divide(tp, support, out=np.zeros_like(tp), where=support > 0)
+    precision = np.divide(tp, predicted, out=np.zeros_like(tp), where=predicted > 0)
+    f1 = np.divide(2 * precision * recall, precision + recall, out=np.zeros_like(tp), where=(precision + recall) > 0)
+    present = support > 0
+    n = int(len(y_true))
+    return {
+        "n": n,
+        "accuracy": float(tp.sum() / max(n, 1)),
+        "macro_f1": float(f1[present].mean()) if present.any() else 0.0,
+        "weighted_f1": float((f1 * support).sum() / max(support.sum(), 1)),
+        "per_class_recall": {EMOTIONS[i]: float(recall[i]) for i in range(n_classes)},
+        "confusion": cm.tolist(),
+        "labels": list(EMOTIONS),
+    }

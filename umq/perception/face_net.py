@@ -27,6 +27,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from umq.metrics import classification_report  # noqa: F401 (re-exported)
 from umq.labels import EMOTIONS
 
 APP_LABELS: tuple[str, ...] = EMOTIONS
@@ -290,31 +291,6 @@ def load_face_net(path: str | Path | None = None, device: str | torch.device | N
 
 
 # ----------------------------------------------------------------------------------------------- evaluation
-def classification_report(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int = len(APP_LABELS)) -> dict:
-    """accuracy, macro/weighted F1, per-class recall and confusion (rows = true, cols = predicted)."""
-    y_true = np.asarray(y_true, np.int64)
-    y_pred = np.asarray(y_pred, np.int64)
-    cm = np.zeros((n_classes, n_classes), np.int64)
-    np.add.at(cm, (y_true, y_pred), 1)
-    tp = np.diag(cm).astype(float)
-    support = cm.sum(1).astype(float)
-    predicted = cm.sum(0).astype(float)
-    recall = np.divide(tp, support, out=np.zeros_like(tp), where=support > 0)
-    precision = np.divide(tp, predicted, out=np.zeros_like(tp), where=predicted > 0)
-    f1 = np.divide(2 * precision * recall, precision + recall, out=np.zeros_like(tp), where=(precision + recall) > 0)
-    present = support > 0
-    n = int(len(y_true))
-    return {
-        "n": n,
-        "accuracy": float(tp.sum() / max(n, 1)),
-        "macro_f1": float(f1[present].mean()) if present.any() else 0.0,
-        "weighted_f1": float((f1 * support).sum() / max(support.sum(), 1)),
-        "per_class_recall": {APP_LABELS[i]: float(recall[i]) for i in range(n_classes)},
-        "confusion": cm.tolist(),
-        "labels": list(APP_LABELS),
-    }
-
-
 def evaluate_face_npz(path: str | Path, net: FaceExpressionNet, device: str | torch.device | None = None,
                       batch_size: int = 512, tta_flip: bool = True, limit: int | None = None,
                       stride: int = 1) -> dict:

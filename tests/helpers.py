@@ -52,3 +52,15 @@ def wait_for(pred, timeout: float = 4.0) -> bool:
             return True
         time.sleep(0.01)
     return pred()
+
+
+def window_of(packets, t1: float, config=None):
+    """The window ending at ``t1`` cut from ``packets`` (pushed in time order, as a live buffer would get them)."""
+    from streams.buffer import TimeAlignedBuffer, Windower
+
+    buf = TimeAlignedBuffer()
+    for p in sorted(packets, key=lambda p: getattr(p, "t_end", None) or getattr(p, "t1", None) or p.t):
+        buf.push(p)
+    wins = [w for w in Windower(buf, config).due(t1 + 1.0, final=True) if abs(w.t1 - t1) < 1e-6]
+    assert wins, f"no window ends at {t1}"
+    return wins[0]

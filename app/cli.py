@@ -1,15 +1,17 @@
-"""Command line: ``python -m app {record,replay,devices}``.
+"""Command line: ``python -m app [live|replay|record|devices]``.
 
-``record`` captures (devices or synthetic signals) into a session folder while cutting live windows on the
-session clock, so ``windows.jsonl`` shows what a live user saw; ``replay`` turns a session folder or a video file
-into the same windows again (headless: one JSON line per window). Library code logs; this module prints the short
-summaries a person reads at the end of a command.
+With no command the dashboard opens: live when a camera or microphone works, otherwise playing the bundled demo
+session (and saying why). ``live`` and ``replay PATH`` open the dashboard on that source; ``replay PATH
+--headless`` writes one JSON line per window (a :class:`~umq.result.Result`: probabilities, label, quality, state,
+reason, routing, latency) without a browser; ``record`` captures a session folder while cutting live windows on
+the session clock. Library code logs; this module prints the short summaries a person reads.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -63,7 +65,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m app", description="Real-time multimodal affect analysis (UMQ).")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     p.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
-    sub = p.add_subparsers(dest="command", metavar="{record,replay,devices}")
+    sub = p.add_subparsers(dest="command", metavar="{live,replay,record,devices}")
+    _server_options(p)
+
+    lv = sub.add_parser("live", help="live analysis from a camera, a microphone and an optional transcript")
+    lv.add_argument("--camera", help="camera index, device path or video file; 'none' for no video")
+    lv.add_argument("--mic", help="microphone id or name fragment (default: system input); 'none' for no audio")
+    lv.add_argument("--transcript", help="'-' (stdin), a .srt/.vtt/.jsonl file, a file to tail, or 'none' "
+                                         "(lines can always be typed in the dashboard)")
+    lv.add_argument("--browser", action="store_true",
+                    help="take camera and microphone from the browser (for an app on a remote machine)")
+    _server_options(lv)
 
     r = sub.add_parser("record", help="record a session folder (camera, microphone, transcript)")
     r.add_argument("--out", required=True, type=Path, help="session folder to create")
@@ -84,15 +96,37 @@ def build_parser() -> argparse.ArgumentParser:
 
     rp = sub.add_parser("replay", help="replay a session folder or a video file")
     rp.add_argument("path", type=Path, help="session folder (from `record`) or a video file (mp4, mkv, webm, avi)")
-    rp.add_argument("--headless", action="store_true", help="no dashboard: write windows as JSON lines")
+    rp.add_argument("--headless", action="store_true", help="no dashboard: write one JSON line per window")
     rp.add_argument("--out", default="-", help="JSON lines file for --headless (default: stdout)")
+    rp.add_argument("--windows", action="store_true",
+                    help="with --headless: write the windows' capture health only (no models; fast)")
     rp.add_argument("--speed", type=parse_speed, default=None,
                     help="'max' (default with --headless) or a real-time factor such as 1 or 2.5")
     rp.add_argument("--window", type=positive, help="override the recorded window length (s)")
     rp.add_argument("--hop", type=positive, help="override the recorded hop (s)")
+    _server_options(rp)
 
     sub.add_parser("devices", help="list cameras and microphones")
     return p
+
+
+def _server_options(p: argparse.ArgumentParser) -> None:
+    d = argparse.SUPPRESS  # options may come before or after the command; set once in main()
+    g = p.add_argument_group("dashboard and model")
+    g.add_argument("--host", default=d, help="address to bind (default 127.0.0.1: this machine only)")
+    g.add_argument("--port", type=int, default=d, help="port (default: 7860 or the next free one)")
+    g.add_argument("--share", action="store_true", default=d, help="create a public Gradio share link")
+    g.add_argument("--auth", default=d, metavar="USER:PASSWORD",
+                   help="require a login (or set UMQ_AUTH=USER:PASSWORD to keep it out of the process list)")
+    g.add_argument("--allow", action="append", type=Path, default=d, metavar="DIR",
+                   help="extra folder the dashboard may replay from (repeatable)")
+    g.add_argument("--device", default=d, help="cuda or cpu (default: cuda when available)")
+    g.add_argument("--asr", action="store_true", default=d,
+                   help="transcribe the microphone with Whisper tiny.en when there is no transcript")
+
+
+SERVER_DEFAULTS = {"host": "127.0.0.1", "port": None, "share": False, "auth": None, "allow": [], "device": None,
+                   "asr": False}
 
 
 def setup_logging(verbose: bool, quiet: bool) -> None:
@@ -218,8 +252,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from streams.session import SessionError
 
     if not args.headless:
-        print("the dashboard is not built yet: use --headless --out FILE.jsonl to write the windows", file=sys.stderr)
-        return EXIT_USAGE
+        return run_dashboard(args, replay=args.path)
     speed = args.speed
     try:
         replay = Replay(args.path, speed=speed)
@@ -228,22 +261,25 @@ def cmd_replay(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_ERROR
     to_stdout = args.out == "-"
-    out = sys.stdout if to_stdout else open(args.out, "w", encoding="utf-8")
-    report = sys.stderr if to_stdout else sys.stdout
-    n = 0
-    present = {"video": 0, "audio": 0, "text": 0}
-    reasons: dict[str, dict[str, int]] = {m: {} for m in present}
     try:
-        for w in replay.windows(config):
-            js = w.to_json()
-            out.write(json.dumps(js) + "\n")
-            n += 1
-            for m in present:
-                if js[m]["present"]:
-                    present[m] += 1
-                else:
-                    reasons[m][js[m]["reason"]] = reasons[m].get(js[m]["reason"], 0) + 1
+        out = sys.stdout if to_stdout else open(args.out, "w", encoding="utf-8")
+    except OSError as exc:
+        print(f"error: cannot write {args.out}: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    report = sys.stderr if to_stdout else sys.stdout
+    try:
+        if args.windows:
+            n, present, reasons = _write_windows(replay, config, out)
+        else:
+            n, present, reasons = _write_results(replay, config, out, args)
     except (SessionError, MediaFileError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except Exception as exc:  # noqa: BLE001 - e.g. a checkpoint error: say it, do not dump a traceback
+        from umq.checkpoint import CheckpointError
+
+        if not isinstance(exc, CheckpointError):
+            raise
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_ERROR
     finally:
@@ -251,14 +287,64 @@ def cmd_replay(args: argparse.Namespace) -> int:
             out.close()
     st = replay.stats
     speed_txt = "max" if speed is None else f"{speed:g}x"
+    what = "windows" if args.windows else "results"
     print(f"replayed {args.path} ({replay.kind}, {st.get('sim_s', 0):.1f} s of session time) in "
-          f"{st.get('wall_s', 0):.2f} s at speed {speed_txt} ({st.get('speedup', 0):.0f}x real time)", file=report)
-    print(f"  windows {n} -> {'stdout' if to_stdout else args.out}; present: video {present['video']}, "
+          f"{st.get('wall_s', 0):.2f} s at speed {speed_txt} ({st.get('speedup', 0):.1f}x real time)", file=report)
+    print(f"  {what} {n} -> {'stdout' if to_stdout else args.out}; present: video {present['video']}, "
           f"audio {present['audio']}, text {present['text']}", file=report)
     for m, rs in reasons.items():
         for reason, count in sorted(rs.items(), key=lambda kv: -kv[1])[:3]:
-            print(f"  {m} missing in {count}: {reason}", file=report)
+            print(f"  {m} not ok in {count}: {reason}", file=report)
     return EXIT_OK
+
+
+def _write_windows(replay, config, out) -> tuple[int, dict, dict]:
+    n, present = 0, {"video": 0, "audio": 0, "text": 0}
+    reasons: dict[str, dict[str, int]] = {m: {} for m in present}
+    for w in replay.windows(config):
+        js = w.to_json()
+        out.write(json.dumps(js) + "\n")
+        n += 1
+        for m in present:
+            if js[m]["present"]:
+                present[m] += 1
+            else:
+                reasons[m][js[m]["reason"]] = reasons[m].get(js[m]["reason"], 0) + 1
+    return n, present, reasons
+
+
+def _write_results(replay, config, out, args) -> tuple[int, dict, dict]:
+    """Every window through the engine and the runtime model (blocking hand-offs: nothing dropped)."""
+    from umq.runtime.analyzer import Analyzer
+
+    from .engine import Engine, EngineConfig
+
+    analyzer = Analyzer(device=_opt(args, "device"))
+    engine = Engine(analyzer.stages(), EngineConfig(window=config, policy="block"))
+    present = {"video": 0, "audio": 0, "text": 0}
+    reasons: dict[str, dict[str, int]] = {m: {} for m in present}
+    n = 0
+
+    def write(r) -> None:
+        nonlocal n
+        out.write(json.dumps(r.to_json()) + "\n")
+        n += 1
+        for m in present:
+            if r.state.get(m) == "missing":
+                reasons[m][r.reason[m]] = reasons[m].get(r.reason[m], 0) + 1
+            else:
+                present[m] += 1
+
+    engine.subscribe(write)
+    engine.start_replay(replay, config)
+    try:
+        engine.wait_replay()
+    finally:
+        engine.stop()
+    tel = engine.telemetry()
+    if tel.errors:
+        log.warning("analysis failed on %d windows: %s", sum(tel.errors.values()), tel.last_error)
+    return n, present, reasons
 
 
 # -- devices / default ---------------------------------------------------------------------------------------
@@ -269,26 +355,104 @@ def cmd_devices(_: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_default() -> int:
-    """No subcommand: say what the app would do here, and how to do it for real."""
+def _opt(args: argparse.Namespace, name: str):
+    return getattr(args, name, SERVER_DEFAULTS[name])
+
+
+def _auth(args: argparse.Namespace) -> tuple[str, str] | None:
+    spec = _opt(args, "auth") or os.environ.get("UMQ_AUTH")
+    if not spec:
+        return None
+    user, sep, password = spec.partition(":")
+    if not sep or not user or not password:
+        raise ValueError("--auth / UMQ_AUTH must be USER:PASSWORD")
+    return user, password
+
+
+def security_warnings(host: str, share: bool, auth) -> list[str]:
+    """What to tell a user who exposes the dashboard beyond this machine without a login."""
+    out = []
+    exposed = host not in ("127.0.0.1", "localhost", "::1")
+    if (exposed or share) and auth is None:
+        where = "a public share link" if share else f"{host} (reachable from other machines)"
+        out.append(f"WARNING: the dashboard is served on {where} without a login; anyone who can reach it sees "
+                   "your camera and microphone analysis. Add --auth USER:PASSWORD (or UMQ_AUTH).")
+    return out
+
+
+def run_dashboard(args: argparse.Namespace, replay: Path | None = None, live: bool | None = None) -> int:
+    """Open the dashboard on live capture, a replay, or (no devices) the demo session; blocks until Ctrl-C."""
+    from umq.checkpoint import CheckpointError
+    from umq.runtime.analyzer import Analyzer
+
+    from .capture import CaptureOptions
+    from .dashboard.controller import DashboardController, ReplayPathError
+    from .dashboard.ui import launch
+
+    host, port, share = _opt(args, "host"), _opt(args, "port"), _opt(args, "share")
+    try:
+        auth = _auth(args)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    for w in security_warnings(host, share, auth):
+        print(w, file=sys.stderr)
+    roots = [DEMO_SESSION.parent, Path.cwd(), *(_opt(args, "allow") or [])]
+    if replay is not None:
+        roots.append(Path(replay).expanduser().resolve().parent)
+    device = _opt(args, "device")
+    ctl = DashboardController(lambda: Analyzer(device=device), allowed_roots=roots)
+    try:
+        # load the models now: a broken checkpoint is reported before the server starts, and the first windows
+        # are not slowed down by lazy loading
+        log.info("models ready in %.1f s", ctl.analyzer.warm_up())
+        if replay is not None:
+            print(ctl.start_replay(replay, 1.0 if args.speed is None else args.speed))
+        elif live or live is None:
+            opts = CaptureOptions(source="devices", camera=getattr(args, "camera", None), mic=getattr(args, "mic", None),
+                                  transcript=getattr(args, "transcript", None))
+            if live is None and not getattr(args, "browser", False):
+                why = _no_devices_reason()
+                if why:
+                    print(ctl.start_demo(why))
+                else:
+                    print(ctl.start_live(opts, asr=_opt(args, "asr")))
+            else:
+                print(ctl.start_live(opts, browser=getattr(args, "browser", False), asr=_opt(args, "asr")))
+    except (CheckpointError, ReplayPathError, ValueError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        ctl.close()
+        return EXIT_ERROR
+    print(f"dashboard: http://{'localhost' if host in ('127.0.0.1', '::1') else host}:{port or 7860} "
+          "(Ctrl-C to quit)", flush=True)
+    try:
+        launch(ctl, host=host, port=port, share=share, auth=auth)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        ctl.close()
+    return EXIT_OK
+
+
+def _no_devices_reason() -> str:
+    """Why live capture cannot start here ("" when a camera or a microphone works)."""
     from streams.devices import list_cameras, list_microphones
 
     cams = list_cameras(max_index=2)
     mics = list_microphones()
-    have_mic = not isinstance(mics, str) and bool(mics)
-    if cams or have_mic:
-        what = ", ".join(filter(None, [f"camera {cams[0].id}" if cams else "", "microphone" if have_mic else ""]))
-        print(f"Would start live analysis with {what} (the live dashboard is not built yet).")
-    else:
-        demo = DEMO_SESSION.relative_to(REPO_ROOT) if DEMO_SESSION.exists() else f"{DEMO_SESSION} (missing)"
-        print(f"No working camera or microphone found: the dashboard will replay the demo session {demo}"
-              " (the dashboard is not built yet).")
-    print("Try:\n"
-          f"  python -m app replay {DEMO_SESSION.relative_to(REPO_ROOT)} --headless --out /tmp/demo.jsonl\n"
-          "  python -m app devices                                   list cameras and microphones\n"
-          "  python -m app record --source synthetic --seconds 5 --out /tmp/s\n"
-          "  python -m app replay /tmp/s --headless --out /tmp/w.jsonl   (a session folder or a video file)")
-    return EXIT_OK
+    if cams or (not isinstance(mics, str) and mics):
+        return ""
+    mic_why = mics if isinstance(mics, str) else "no microphone found"
+    return f"no camera found and {mic_why[0].lower() + mic_why[1:]}"
+
+
+def cmd_live(args: argparse.Namespace) -> int:
+    return run_dashboard(args, live=True)
+
+
+def cmd_default(args: argparse.Namespace) -> int:
+    """No subcommand: the dashboard, live when a device works, else the demo session."""
+    return run_dashboard(args, live=None)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -301,4 +465,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return cmd_replay(args)
     if args.command == "devices":
         return cmd_devices(args)
-    return cmd_default()
+    if args.command == "live":
+        return cmd_live(args)
+    return cmd_default(args)

@@ -118,6 +118,15 @@ class Engine:
         """Call ``callback(window)`` for every window cut (e.g. the recorder's ``windows.jsonl``)."""
         self._window_sinks.append(callback)
 
+    def off_window(self, callback: Callable[[Window], None]) -> None:
+        """Stop calling a callback registered with :meth:`on_window`."""
+        self._window_sinks = [s for s in self._window_sinks if s is not callback]
+
+    @property
+    def replay_finished(self) -> bool:
+        """True once a replay has fed its last packet (False while live, idle or still replaying)."""
+        return self.mode == "replay" and self._replay is not None and not self._replay.running
+
     def latest_frame(self) -> VideoFrame | None:
         """The newest captured frame (latest wins), for previews."""
         return self._latest_frame
@@ -211,7 +220,7 @@ class Engine:
             self._pipeline.submit(window)
 
     def _on_output(self, result: Result, latency_ms: dict[str, float]) -> None:
-        e2e = max(0.0, (self.clock.now() - result.t1) * 1000.0)
+        e2e = max(0.0, (self.now() - result.t1) * 1000.0)
         self._e2e.add(e2e)
         result = dataclasses.replace(result, latency_ms={**result.latency_ms, **latency_ms, "end_to_end": e2e})
         with self._lock:
@@ -223,13 +232,19 @@ class Engine:
             except Exception:  # noqa: BLE001 - a UI bug must not stop the analysis
                 log.exception("result subscriber failed")
 
+    def now(self) -> float:
+        """Current session time: the capture clock live, the replay's simulated clock (which the replay thread
+        replaces when it starts driving) in replay."""
+        replay = self._replay
+        return replay.clock.now() if self.mode == "replay" and replay is not None else self.clock.now()
+
     def telemetry(self) -> Telemetry:
         p = self._pipeline
         times = list(self._frame_times)
         fps = (len(times) - 1) / (times[-1] - times[0]) if len(times) > 2 and times[-1] > times[0] else 0.0
         return Telemetry(
             mode=self.mode,
-            session_t=self.clock.now(),
+            session_t=self.now(),
             windows=self._windows,
             results=self._produced,
             dropped=p.dropped() if p else {},

@@ -250,6 +250,22 @@ class SessionReader:
                     continue
                 yield float(e.get("ta", e["t"])), VideoFrame(float(e["t"]), img, int(e["index"]))
 
+    def frame_at(self, t: float) -> VideoFrame | None:
+        """The newest frame captured at or before session time ``t`` (for scrubbing), or None before the first."""
+        index = [e for e in read_jsonl(self.path / VIDEO_INDEX) if float(e["t"]) <= t]
+        if not index:
+            return None
+        e = max(index, key=lambda e: float(e["t"]))
+        off, n = int(e["offset"]), int(e["size"])
+        if off + n > self._size(VIDEO):
+            return None
+        import cv2
+
+        with open(self.path / VIDEO, "rb") as f:
+            f.seek(off)
+            img = cv2.imdecode(np.frombuffer(f.read(n), np.uint8), cv2.IMREAD_COLOR)
+        return None if img is None else VideoFrame(float(e["t"]), img, int(e["index"]))
+
     def timed_audio(self) -> Iterator[Timed]:
         """Audio chunks as they were captured (one per sidecar line, so gaps between them reappear)."""
         index = read_jsonl(self.path / AUDIO_INDEX)

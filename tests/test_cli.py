@@ -52,7 +52,7 @@ def test_record_then_replay_gives_the_live_windows(tmp_path):
     rec = _run("record", "--source", "synthetic", "--seconds", "5", "--out", str(session))
     assert rec.returncode == 0, rec.stderr
     assert "frames" in rec.stdout and str(session) in rec.stdout
-    rep = _run("replay", str(session), "--headless", "--speed", "max", "--out", str(out))
+    rep = _run("replay", str(session), "--headless", "--windows", "--speed", "max", "--out", str(out))
     assert rep.returncode == 0, rep.stderr
     assert "windows" in rep.stdout
     live, replayed = _lines(session / "windows.jsonl"), _lines(out)
@@ -86,7 +86,7 @@ def test_sigkill_mid_recording_replays_up_to_the_last_second(tmp_path):
     assert chunks[-1].t_end >= killed_at - 1.0, (chunks[-1].t_end, killed_at)
     assert [f.index for f in frames] == list(range(len(frames)))  # nothing lost before the kill
     out = tmp_path / "w.jsonl"
-    assert main(["-q", "replay", str(session), "--headless", "--out", str(out)]) == 0
+    assert main(["-q", "replay", str(session), "--headless", "--windows", "--out", str(out)]) == 0
     windows = _lines(out)
     assert windows and windows[-1]["t1"] >= killed_at - 1.5, (windows[-1]["t1"], killed_at)
     assert all(w[m]["present"] for w in windows for m in MODALITIES)
@@ -117,7 +117,7 @@ def test_switched_off_modalities_replay_with_the_live_reasons(tmp_path, capsys):
     code = main(["-q", "record", "--source", "synthetic", "--seconds", "2.6", "--camera", "none", "--transcript",
                  "none", "--out", str(session)])
     assert code == 0
-    assert main(["-q", "replay", str(session), "--headless", "--out", str(out)]) == 0
+    assert main(["-q", "replay", str(session), "--headless", "--windows", "--out", str(out)]) == 0
     live, replayed = _lines(session / "windows.jsonl"), _lines(out)
     assert len(live) == len(replayed) == 2
     for a, b in zip(live, replayed):
@@ -129,23 +129,29 @@ def test_switched_off_modalities_replay_with_the_live_reasons(tmp_path, capsys):
 def test_replay_of_an_mp4_via_the_cli(tmp_path, capsys):
     video = write_test_video(tmp_path / "clip.mp4", seconds=3.0, audio="tone")
     out = tmp_path / "w.jsonl"
-    assert main(["-q", "replay", str(video), "--headless", "--out", str(out)]) == 0
+    assert main(["-q", "replay", str(video), "--headless", "--windows", "--out", str(out)]) == 0
     windows = _lines(out)
     assert [w["t1"] for w in windows] == [2.0, 2.5, 3.0]
     assert all(w["audio"]["present"] and w["video"]["present"] for w in windows)
     assert "replayed" in capsys.readouterr().out
 
 
-def test_cli_errors_and_placeholders(tmp_path, capsys):
+def test_cli_errors(tmp_path, capsys):
     assert main(["replay", str(tmp_path / "missing.mp4"), "--headless"]) == 1
     assert "missing.mp4" in capsys.readouterr().err
     assert main(["replay", str(tmp_path), "--headless"]) == 1
     assert "meta.json missing" in capsys.readouterr().err
     video = write_test_video(tmp_path / "clip.mp4", seconds=1.0, audio=None)
-    assert main(["replay", str(video)]) == 2
-    assert "dashboard is not built yet" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["replay", str(video), "--headless", "--speed", "0"])
-    assert main([]) == 0
-    printed = capsys.readouterr().out
-    assert "python -m app record" in printed and "replay" in printed
+    assert main(["replay", str(video), "--auth", "nopassword"]) == 2  # refused before any server starts
+    assert "USER:PASSWORD" in capsys.readouterr().err
+
+
+def test_exposing_the_dashboard_without_a_login_warns():
+    from app.cli import security_warnings
+
+    assert security_warnings("127.0.0.1", False, None) == []
+    assert security_warnings("0.0.0.0", False, ("u", "p")) == []
+    assert "without a login" in security_warnings("0.0.0.0", False, None)[0]
+    assert "public share link" in security_warnings("127.0.0.1", True, None)[0]

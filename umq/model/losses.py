@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..corrupt import corruption_ladder
-from ..types import Batch, UMQOutput
+from ..types import Batch, ModalityInput, UMQOutput
 from .quality import anchor_losses, cross_rank_loss, ladder_rank_loss
 from .umq import UMQ
 
@@ -26,9 +26,14 @@ def per_sample_loss(task: str, pred: Tensor, target: Tensor, smoothing: float = 
     return F.cross_entropy(pred, target, reduction="none", label_smoothing=smoothing)
 
 
-def compute_losses(model: UMQ, batch: Batch, clean: Batch, g: torch.Generator) -> tuple[Tensor, dict[str, Tensor]]:
+def compute_losses(model: UMQ, batch: Batch, clean: Batch, g: torch.Generator,
+                   ladders: dict[str, ModalityInput] | None = None) -> tuple[Tensor, dict[str, Tensor]]:
     """Forward ``batch`` (corrupted) and return ``(total, parts)``. ``clean`` is the same samples uncorrupted:
-    it provides the corruption ladder and the reconstruction targets."""
+    it provides the corruption ladder and the reconstruction targets.
+
+    ``ladders`` (modality -> rungs stacked along the batch axis, best first, ``len(ladder_sigmas) + 2`` rungs)
+    replaces the feature-noise ladder with versions of the same samples corrupted at the signal level (the
+    runtime model's blur/noise/dropped-word versions); rung 0 must be the clean sample."""
     cfg, L = model.config, model.config.loss
     out: UMQOutput = model(batch.inputs, batch.present)
     pf = batch.present.float()
@@ -46,7 +51,7 @@ def compute_losses(model: UMQ, batch: Batch, clean: Batch, g: torch.Generator) -
         n_rungs = len(L.ladder_sigmas) + 2
         high_target = math.log(L.anchor_high / (1 - L.anchor_high)) if L.rank_space == "logit" else L.anchor_high
         for i, m in enumerate(model.names):
-            lad = corruption_ladder(clean.inputs[m], L.ladder_sigmas, g)
+            lad = ladders[m] if ladders is not None else corruption_ladder(clean.inputs[m], L.ladder_sigmas, g)
             h = model.encode(m, lad)
             logit = model.quality_logit(m, h, lad)
             score = (logit if L.rank_space == "logit" else torch.sigmoid(logit)).view(n_rungs, B)

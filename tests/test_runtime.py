@@ -1,0 +1,112 @@
+"""The shipped runtime model on real signals: quality estimates and states respond to real degradations.
+
+Inputs: scikit-image's public-domain astronaut photo, espeak-ng speech, typed text; nothing from ../shared/data.
+"""
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+
+from streams.packets import AUDIO_RATE, AudioChunk, Modality, SourceState, VideoFrame
+from umq.checkpoint import CheckpointError
+from umq.result import Result
+from umq.runtime.analyzer import ASSETS, Analyzer, load_runtime_model
+from umq.runtime.lab import LabSettings
+
+from .helpers import status, text, window_of
+
+pytestmark = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed (.ci/run installs it)")
+
+
+def _speech(words: str) -> np.ndarray:
+    import soundfile
+
+    wav = subprocess.run(["espeak-ng", "-s", "150", "--stdout", words], capture_output=True, check=True).stdout
+    import io
+
+    x, sr = soundfile.read(io.BytesIO(wav), dtype="float32")
+    import soxr
+
+    return soxr.resample(x, sr, AUDIO_RATE).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def analyzer():
+    a = Analyzer()
+    a.warm_up()
+    return a
+
+
+@pytest.fixture(scope="module")
+def clean_window():
+    import cv2
+    from skimage import data
+
+    img = cv2.resize(cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR), (320, 240))
+    speech = _speech("I am so happy today, this is wonderful news for all of us")
+    speech = np.pad(speech, (0, max(0, 2 * AUDIO_RATE - speech.size)))[-2 * AUDIO_RATE:] * 3.0
+    frames = [VideoFrame(i / 10, img, i) for i in range(20)]
+    chunks = [AudioChunk(k * 0.1, speech[k * 1600:(k + 1) * 1600]) for k in range(20)]
+    running = [status(m, SourceState.RUNNING, 0.0) for m in Modality]
+    return window_of(running + frames + chunks + [text(0.1, 1.9, "I am so happy today, this is wonderful news")], 2.0)
+
+
+def _analyse(a: Analyzer, w, settings: LabSettings | None = None) -> Result:
+    a.reset()
+    a.lab.set(settings or LabSettings())
+    try:
+        return a.predict(a.perceive(w))
+    finally:
+        a.lab.reset()
+
+
+def test_shipped_checkpoints_load_and_bad_ones_are_named(tmp_path):
+    for name in ("umq.pt", "moe_unaware.pt", "late_fusion.pt"):
+        model, mean, std, ckpt = load_runtime_model(ASSETS / name)
+        assert ckpt["data"]["kind"] == "runtime" and "non-commercial" in ckpt["data"]["licence"]
+    with pytest.raises(CheckpointError, match="not a runtime model"):
+        load_runtime_model(ASSETS.parent / "ravdess_pair" / "umq.pt")
+    bad = tmp_path / "broken.pt"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="broken.pt"):
+        load_runtime_model(bad)
+
+
+def test_clean_window_gives_a_valid_result_with_every_modality_present(analyzer, clean_window):
+    r = _analyse(analyzer, clean_window)
+    assert set(r.quality) == {"video", "audio", "text"}
+    assert r.state["video"] != "missing" and r.state["audio"] != "missing" and r.state["text"] != "missing", r.reason
+    assert r.quality["video"] > 0.5 and r.quality["audio"] > 0.5 and r.quality["text"] > 0.5, r.quality
+    assert abs(sum(r.routing) - 1) < 1e-3 and r.extra["baseline"]["label"] in r.probs
+    assert r.extra["face_box"] and {"face_ms", "voice_ms", "text_ms", "umq_ms"} <= set(r.latency_ms)
+
+
+@pytest.mark.parametrize("settings, modality, reason", [
+    (LabSettings(camera_off=True), "video", "camera off"),
+    (LabSettings(mute=True), "audio", "mic silent"),
+    (LabSettings(no_transcript=True), "text", "transcript removed"),
+])
+def test_switched_off_inputs_are_missing_with_their_reason(analyzer, clean_window, settings, modality, reason):
+    r = _analyse(analyzer, clean_window, settings)
+    assert r.state[modality] == "missing" and r.quality[modality] == 0.0 and reason in r.reason[modality], r.reason
+    others = [m for m in r.state if m != modality]
+    assert all(r.state[m] != "missing" for m in others)
+
+
+@pytest.mark.parametrize("modality, mild, strong", [
+    ("audio", LabSettings(noise_snr_db=10.0), LabSettings(noise_snr_db=-5.0)),
+    ("video", LabSettings(blur=0.3), LabSettings(blur=0.8)),
+    ("text", LabSettings(word_replace=0.3), LabSettings(word_replace=0.9)),
+])
+def test_quality_falls_with_the_severity_of_a_real_degradation(analyzer, clean_window, modality, mild, strong):
+    q = [_analyse(analyzer, clean_window, s).quality[modality] for s in (LabSettings(), mild, strong)]
+    assert q[0] > q[2] and q[1] >= q[2] - 0.02, q
+
+
+def test_dark_frames_are_reported(analyzer, clean_window):
+    r = _analyse(analyzer, clean_window, LabSettings(dark=0.9))
+    assert r.state["video"] in ("low", "missing") and ("dark" in r.reason["video"] or "no face" in r.reason["video"])

@@ -1,0 +1,48 @@
+"""Per-modality input vectors of the runtime UMQ model.
+
+Each modality becomes one vector (``T = 1``): the encoder's embedding, its own 7-class probabilities and the
+modality's quality cues. The cues are side information the quality estimator may use (brightness, blur, SNR,
+speech ratio, garbled words); the estimator is still trained by ranking, not on cue thresholds. The same
+functions build vectors for the training cache and for live windows, so training and use cannot drift apart.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from umq.perception.face_cues import FaceCues
+from umq.perception.text_cues import TextCues
+from umq.perception.voice_cues import VoiceCues
+
+EMBED = 128  # face, voice and text encoders all give 128-d embeddings
+N_CLASSES = 7
+FACE_DIM = EMBED + N_CLASSES + 7 + 1  # + FaceCues.vector() + frames received / expected
+VOICE_DIM = EMBED + N_CLASSES + len(VoiceCues.NAMES)
+TEXT_DIM = EMBED + N_CLASSES + len(TextCues.VECTOR_NAMES)
+DIMS = {"face": FACE_DIM, "voice": VOICE_DIM, "text": TEXT_DIM}
+MODALITIES = ("face", "voice", "text")
+
+
+def _cat(parts: list[torch.Tensor], device) -> torch.Tensor:
+    return torch.cat([p.to(device=device, dtype=torch.float32).reshape(-1) for p in parts])
+
+
+def face_vector(emb: torch.Tensor, probs: torch.Tensor, cues: FaceCues, received_ratio: float) -> torch.Tensor:
+    """``emb [E]`` and ``probs [7]``: means over the window's frames with a face (zeros when none)."""
+    dev = emb.device
+    side = torch.from_numpy(np.append(cues.vector(), np.float32(min(max(received_ratio, 0.0), 1.0))))
+    return _cat([emb, probs, side], dev)
+
+
+def voice_vector(emb: torch.Tensor, probs: torch.Tensor, cues: VoiceCues) -> torch.Tensor:
+    return _cat([emb, probs, torch.from_numpy(cues.vector())], emb.device)
+
+
+def text_vector(emb: torch.Tensor, probs: torch.Tensor, cues: TextCues) -> torch.Tensor:
+    return _cat([emb, probs, torch.tensor(cues.as_vector())], emb.device)
+
+
+def masked_mean(rows: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean of ``rows [K, D]`` where ``mask [K]``; zeros when no row is valid (no host sync)."""
+    w = mask.to(rows.dtype).unsqueeze(-1)
+    return (rows * w).sum(0) / w.sum().clamp_min(1.0)

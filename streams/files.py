@@ -34,6 +34,35 @@ file knows its text in advance). The buffer keeps 1 s of slack beyond a window, 
 DISCONTINUITY_S = 0.1
 
 
+MAX_BAD_PACKETS = 25
+"""Damaged packets a stream skips in a row before decoding gives up (the stream then ends with the reason)."""
+
+
+class _Decoder:
+    """Decode ``stream`` packet by packet, skipping (and counting) packets the decoder rejects, so one damaged
+    packet in the middle of a long file costs that packet, not everything after it. Demuxer errors and more than
+    :data:`MAX_BAD_PACKETS` bad packets in a row still end the stream (the caller reports the error)."""
+
+    def __init__(self, av, container, stream) -> None:
+        self.av, self.container, self.stream = av, container, stream
+        self.skipped = 0
+
+    def __iter__(self):
+        in_a_row = 0
+        for packet in self.container.demux(self.stream):
+            try:
+                frames = packet.decode()
+            except self.av.InvalidDataError as exc:
+                self.skipped += 1
+                in_a_row += 1
+                log.info("skipping a damaged %s packet: %s", self.stream.type, exc)
+                if in_a_row > MAX_BAD_PACKETS:
+                    raise
+                continue
+            in_a_row = 0
+            yield from frames
+
+
 class MediaFileError(ValueError):
     """A missing, unreadable or undecodable media file; the message names the file."""
 
@@ -140,7 +169,12 @@ class MediaFile:
     def _status(self, modality: Modality, state: SourceState, t: float, reason: str = "") -> Timed:
         return t, SourceStatus(state, reason, t, modality, self.name)
 
-    def _end_reason(self, modality: Modality, last_end: float | None, error: Exception | None) -> str:
+    def _end_reason(self, modality: Modality, last_end: float | None, error: Exception | None,
+                    skipped: int = 0) -> str:
+        reason = self._end_reason_text(modality, last_end, error)
+        return f"{reason} ({skipped} damaged packet{'s' if skipped != 1 else ''} skipped)" if skipped else reason
+
+    def _end_reason_text(self, modality: Modality, last_end: float | None, error: Exception | None) -> str:
         noun = "video" if modality is Modality.VIDEO else "audio"
         if error is not None:
             at = f" at {last_end:.1f} s" if last_end is not None else ""
@@ -170,8 +204,9 @@ class MediaFile:
         index = 0
         error: Exception | None = None
         started = False
+        decoder = _Decoder(av, container, stream)
         try:
-            for frame in container.decode(stream):
+            for frame in decoder:
                 if frame.pts is not None and frame.time is not None:
                     t = float(frame.time) - self.origin
                 else:
@@ -192,7 +227,8 @@ class MediaFile:
             yield self._status(Modality.VIDEO, SourceState.RUNNING, 0.0)
         last_end = last_t + period if last_t is not None else None
         t_end = (last_end if last_end is not None else 0.0) + END_EPS_S
-        yield self._status(Modality.VIDEO, SourceState.ENDED, t_end, self._end_reason(Modality.VIDEO, last_end, error))
+        yield self._status(Modality.VIDEO, SourceState.ENDED, t_end,
+                           self._end_reason(Modality.VIDEO, last_end, error, decoder.skipped))
 
     def timed_audio(self) -> Iterator[Timed]:
         """16 kHz mono float32 chunks; stamped from the first pts and then by sample count (so chunks tile
@@ -217,8 +253,10 @@ class MediaFile:
                 last_end = chunk.t_end
                 yield chunk.t_end, chunk
 
+        decoder = _Decoder(av, container, stream)
+        skipped = 0
         try:
-            for frame in container.decode(stream):
+            for frame in decoder:
                 t_in = float(frame.time) - self.origin if frame.time is not None else expect
                 if t_in is None:
                     t_in = 0.0
@@ -227,11 +265,13 @@ class MediaFile:
                     yield self._status(Modality.AUDIO, SourceState.RUNNING, min(0.0, t_in))
                 if base_t is None:
                     base_t = t_in
-                elif expect is not None and abs(t_in - expect) > DISCONTINUITY_S:
+                elif expect is not None and (abs(t_in - expect) > DISCONTINUITY_S or decoder.skipped != skipped):
+                    # a pts jump, or a damaged packet was skipped: restamp from pts so audio stays in sync
                     log.info("%s: audio jumps from %.3f s to %.3f s; re-anchoring", self.path, expect, t_in)
                     yield from chunks(resampler.resample(None))
                     resampler = av.AudioResampler(format="flt", layout="mono", rate=AUDIO_RATE)
                     base_t, emitted = t_in, 0
+                skipped = decoder.skipped
                 expect = t_in + frame.samples / float(frame.sample_rate or AUDIO_RATE)
                 yield from chunks(resampler.resample(frame))
             if base_t is not None:
@@ -244,7 +284,8 @@ class MediaFile:
         if not started:
             yield self._status(Modality.AUDIO, SourceState.RUNNING, 0.0)
         t_end = (last_end if last_end is not None else 0.0) + END_EPS_S
-        yield self._status(Modality.AUDIO, SourceState.ENDED, t_end, self._end_reason(Modality.AUDIO, last_end, error))
+        yield self._status(Modality.AUDIO, SourceState.ENDED, t_end,
+                           self._end_reason(Modality.AUDIO, last_end, error, decoder.skipped))
 
     def timed_text(self) -> Iterator[Timed]:
         """Segments of the transcript file beside the video, delivered up to :data:`TEXT_LEAD_S` before they end."""
@@ -259,6 +300,12 @@ class MediaFile:
                 segments = list(read_transcript_file(self.transcript_path))
             except (OSError, ValueError) as exc:
                 raise MediaFileError(f"cannot read transcript {self.transcript_path}: {exc}") from exc
+        if self.duration is not None:  # a cue after the end of the media would stretch replay over empty windows
+            late = [s for s in segments if s.t0 > self.duration + 1.0]
+            if late:
+                log.warning("%s: %d transcript segment(s) start after the end of %s (%.1f s); ignored",
+                            self.transcript_path, len(late), self.path.name, self.duration)
+                segments = [s for s in segments if s.t0 <= self.duration + 1.0]
         yield self._status(Modality.TEXT, SourceState.RUNNING, min([0.0] + [s.t0 for s in segments]))
         for seg in sorted(segments, key=lambda s: max(s.t0, s.t1 - TEXT_LEAD_S)):
             yield max(seg.t0, seg.t1 - TEXT_LEAD_S), seg

@@ -32,6 +32,12 @@ MAX_CHARS = 2000
 
 TIMED_SUFFIXES = (".srt", ".vtt", ".jsonl")
 
+MAX_TIME_S = 24 * 3600.0
+"""Timed entries starting later than this (seconds from session start) are skipped as malformed: a typo such as
+``99999:00:00`` would otherwise make replay cut windows for years of empty session."""
+
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+
 _TIME = r"(?:(\d+):)?(\d{1,2}):(\d{1,2})(?:[.,](\d{1,3}))?"
 _CUE = re.compile(rf"^\s*{_TIME}\s*-->\s*{_TIME}")
 _TAG = re.compile(r"<[^<>]*>|\{\\[^{}]*\}")  # <i>, <v Name>, <c.x>, <00:01.000>, {\an8}
@@ -49,7 +55,7 @@ def clean_text(text: str, limit: int = MAX_CHARS, markup: bool = True) -> str:
     """Drop subtitle markup (when ``markup``), collapse whitespace and cap the length (warning when it does)."""
     if markup:
         text = html.unescape(_TAG.sub("", text))
-    text = text.replace("\ufeff", "")
+    text = _SURROGATE.sub("\ufffd", text.replace("\ufeff", ""))  # lone surrogates (JSON "\ud800") cannot be encoded
     text = " ".join(text.split())
     if len(text) > limit:
         log.warning("transcript line of %d characters truncated to %d", len(text), limit)
@@ -62,6 +68,27 @@ def _seconds(groups: tuple[str | None, ...]) -> float:
     if int(m) >= 60 or int(s) >= 60:
         raise ValueError("minutes/seconds out of range")
     return int(h or 0) * 3600 + int(m) * 60 + int(s) + (int(frac.ljust(3, "0")) / 1000 if frac else 0.0)
+
+
+def check_times(t0: float, t1: float) -> tuple[float, float]:
+    """Validate a timed entry: finite, ``t1 >= t0``, ends at or after 0, starts before :data:`MAX_TIME_S`.
+
+    A start before 0 (a caption of speech before the session began) is clipped to 0. Raises ``ValueError``."""
+    if not (math.isfinite(t0) and math.isfinite(t1)):
+        raise ValueError(f"bad times t0={t0} t1={t1}")
+    if t1 < t0:
+        raise ValueError(f"ends before it starts ({t0:.3f} > {t1:.3f})")
+    if t1 < 0:
+        raise ValueError(f"ends before the session starts (t1={t1:.3f})")
+    if t0 > MAX_TIME_S:
+        raise ValueError(f"starts {t0:.0f} s into the session, beyond the {MAX_TIME_S:.0f} s limit")
+    return max(t0, 0.0), t1
+
+
+def _time_value(v: Any) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float, str)):
+        raise ValueError(f"time {v!r} is not a number")
+    return float(v)
 
 
 def parse_cues(text: str, source: str) -> ParsedTranscript:
@@ -82,9 +109,7 @@ def parse_cues(text: str, source: str) -> ParsedTranscript:
         try:
             if m is None:
                 raise ValueError("no 'start --> end' line")
-            t0, t1 = _seconds(m.groups()[:4]), _seconds(m.groups()[4:])
-            if t1 < t0:
-                raise ValueError(f"ends before it starts ({t0:.3f} > {t1:.3f})")
+            t0, t1 = check_times(_seconds(m.groups()[:4]), _seconds(m.groups()[4:]))
         except ValueError as exc:
             out.skipped += 1
             log.warning("skipping malformed %s cue %d (%s): %.60r", source, n + 1, exc, block)
@@ -105,10 +130,8 @@ def parse_jsonl(text: str, source: str = "jsonl") -> ParsedTranscript:
             d = json.loads(line)
             if not isinstance(d, dict):
                 raise ValueError("not an object")
-            t0 = float(d["t0"] if "t0" in d else d["start"])
-            t1 = float(d["t1"] if "t1" in d else d["end"])
-            if not (math.isfinite(t0) and math.isfinite(t1)) or t1 < t0:
-                raise ValueError(f"bad times t0={t0} t1={t1}")
+            t0, t1 = check_times(_time_value(d["t0"] if "t0" in d else d["start"]),
+                                 _time_value(d["t1"] if "t1" in d else d["end"]))
             if not isinstance(d.get("text"), str):
                 raise ValueError("no text")
             conf = d.get("confidence")
@@ -220,6 +243,11 @@ class TranscriptSource(ThreadedSource):
             return None
         self._emit_text(seg)
         return seg
+
+    def push_segment(self, seg: TextSegment) -> None:
+        """Add a ready-made segment (e.g. from a speech recogniser, keeping its times and confidence)."""
+        if isinstance(seg, TextSegment) and seg.text.strip():
+            self._emit_text(seg)
 
     def _emit_text(self, seg: TextSegment) -> None:
         with self._emit_lock:  # push() comes from UI threads while the reader thread emits too

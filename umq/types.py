@@ -18,6 +18,11 @@ class ModalityInput:
     Attributes:
         x: float features ``[B, T, D]`` (``T = 1`` for clip-level vectors), already standardised.
         mask: bool ``[B, T]``; ``True`` marks valid time steps. Padding must never change a model output.
+
+    Non-finite values (NaN, +-inf from a broken decoder, a division by a zero std, a corrupt feature file) and
+    absurd magnitudes are sanitised on construction: NaN -> 0 (the standardised mean), +-inf and anything beyond
+    +-:data:`FEATURE_LIMIT` -> +-:data:`FEATURE_LIMIT`. One element-wise op, no host sync; finite in-range values
+    are unchanged bit for bit. Without it a single NaN feature made every output probability NaN.
     """
 
     x: Tensor
@@ -29,6 +34,18 @@ class ModalityInput:
                              f"{tuple(self.mask.shape)}")
         if self.mask.dtype != torch.bool:
             raise ValueError(f"mask must be bool, got {self.mask.dtype}")
+        if self.x.is_floating_point():
+            self.x = sanitize_features(self.x)
+
+
+FEATURE_LIMIT = 1e3
+"""Standardised features beyond +-1000 standard deviations are clipped (nothing real gets near; x^2 stays finite)."""
+
+
+def sanitize_features(x: Tensor) -> Tensor:
+    """NaN -> 0, +-inf and values beyond +-:data:`FEATURE_LIMIT` -> +-:data:`FEATURE_LIMIT` (a new tensor)."""
+    return torch.nan_to_num(x, nan=0.0, posinf=FEATURE_LIMIT, neginf=-FEATURE_LIMIT).clamp_(-FEATURE_LIMIT,
+                                                                                           FEATURE_LIMIT)
 
 
 @dataclass

@@ -152,6 +152,7 @@ class SileroVAD:
     Always runs on CPU (it is a tiny recurrent model fed from host audio), single-threaded for the duration of
     the call (measured on a loaded 2-core machine: 2 threads took 0.2-6 s per 2 s window, 1 thread 60 ms).
     Importing ``silero_vad`` calls ``torch.set_num_threads(1)``; the loader restores the caller's thread count.
+    The JIT file is verified against its recorded SHA-256 (:mod:`umq.perception.model_digests`) before loading.
     """
 
     _model = None
@@ -166,10 +167,14 @@ class SileroVAD:
                     try:
                         import warnings
 
-                        from silero_vad import load_silero_vad
+                        from silero_vad.utils_vad import init_jit_model
+
+                        from .packaged import packaged_model_file
+                        # the same file load_silero_vad() reads, verified against its SHA-256 first
+                        path = packaged_model_file("silero_vad", "silero-vad", "silero_vad.jit", "silero-vad model")
                         with warnings.catch_warnings():
                             warnings.simplefilter("ignore")
-                            m = load_silero_vad()
+                            m = init_jit_model(str(path))
                     finally:
                         torch.set_num_threads(threads)
                     m.eval()

@@ -183,12 +183,23 @@ class FaceFrontEnd:
         self._prev_gray_small, self._prev_box = None, None
 
     @staticmethod
-    def sample(frames: Sequence, k: int) -> list:
-        """``k`` frames spread evenly over the window, always including the newest."""
+    def sample(frames: Sequence, k: int, grid_s: float = 1 / 3) -> list:
+        """Up to ``k`` frames: the newest, plus the frames nearest to points of a fixed session-time grid
+        (every ``grid_s`` seconds) going back from it.
+
+        A fixed grid means overlapping windows pick the same frames, so the per-frame cache answers most of them:
+        with a 0.5 s hop only the newest frame and one or two grid frames are new in each window.
+        """
         if len(frames) <= k:
             return list(frames)
-        idx = np.linspace(len(frames) - 1, 0, k).round().astype(int)[::-1]
-        return [frames[i] for i in sorted(set(idx.tolist()))]
+        times = np.array([f.t for f in frames])
+        chosen = {len(frames) - 1}
+        g = np.floor(times[-1] / grid_s) * grid_s
+        while len(chosen) < k and g >= times[0] - grid_s / 2:
+            i = int(np.abs(times - g).argmin())
+            chosen.add(i)
+            g -= grid_s
+        return [frames[i] for i in sorted(chosen)]
 
     @torch.inference_mode()
     def __call__(self, frames: Sequence) -> FaceFeatures:

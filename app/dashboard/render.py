@@ -16,6 +16,9 @@ from umq.labels import EMOTIONS
 from umq.result import Result
 
 MODALITY_TITLES = {"video": "Face (camera)", "audio": "Voice (microphone)", "text": "Transcript"}
+EMOTION_COLOURS = {"neutral": "#8c959f", "happy": "#e3b341", "sad": "#1f6feb", "angry": "#cf222e",
+                   "fearful": "#8250df", "disgust": "#1a7f37", "surprised": "#fb8500"}
+MODALITY_COLOURS = {"video": "#1f6feb", "audio": "#fb8500", "text": "#1a7f37"}
 STATE_COLOURS = {"ok": "#1a7f37", "low": "#b35900", "missing": "#b42318"}
 BOX_COLOURS = {"ok": (55, 160, 40), "low": (0, 140, 230), "missing": (40, 40, 200)}  # BGR
 

@@ -58,9 +58,9 @@ def build_ui(ctl: DashboardController, browser_capture: bool = True) -> gr.Block
                         probs = gr.Label(label="Emotion", num_top_classes=7, elem_id="live-probs")
                 gauges = gr.HTML(elem_id="live-gauges")
                 with gr.Row():
-                    emo_plot = gr.LinePlot(x="t", y="probability", color="emotion", y_lim=[0, 1],
+                    emo_plot = gr.LinePlot(x="t", y="probability", color="emotion", y_lim=[0, 1], color_map=render.EMOTION_COLOURS,
                                            label="Emotion, last 60 s", height=240, elem_id="live-emotion-plot")
-                    q_plot = gr.LinePlot(x="t", y="quality", color="modality", y_lim=[0, 1],
+                    q_plot = gr.LinePlot(x="t", y="quality", color="modality", y_lim=[0, 1], color_map=render.MODALITY_COLOURS,
                                          label="Quality, last 60 s", height=240, elem_id="live-quality-plot")
                 with gr.Row():
                     with gr.Column(scale=1):
@@ -91,9 +91,9 @@ def build_ui(ctl: DashboardController, browser_capture: bool = True) -> gr.Block
                 upload = gr.File(label=f"…or upload a video (≤ {MAX_UPLOAD_BYTES // 2**20} MiB)",
                                  file_types=[".mp4", ".mkv", ".webm", ".avi", ".mov"], type="filepath")
                 with gr.Row():
-                    tl_emo = gr.LinePlot(x="t", y="probability", color="emotion", y_lim=[0, 1],
+                    tl_emo = gr.LinePlot(x="t", y="probability", color="emotion", y_lim=[0, 1], color_map=render.EMOTION_COLOURS,
                                          label="Emotion over the session", height=240)
-                    tl_q = gr.LinePlot(x="t", y="quality", color="modality", y_lim=[0, 1],
+                    tl_q = gr.LinePlot(x="t", y="quality", color="modality", y_lim=[0, 1], color_map=render.MODALITY_COLOURS,
                                        label="Quality over the session", height=240)
                 with gr.Row():
                     scrub = gr.Slider(0, 60, value=0, step=0.5, label="Scrub to time (s)", scale=3)
@@ -138,7 +138,7 @@ def build_ui(ctl: DashboardController, browser_capture: bool = True) -> gr.Block
                             lab_umq = gr.Label(label="UMQ", num_top_classes=3, elem_id="lab-umq")
                             lab_base = gr.Label(label="Quality-unaware MoE", num_top_classes=3, elem_id="lab-baseline")
                 lab_gauges = gr.HTML(elem_id="lab-gauges")
-                lab_q_plot = gr.LinePlot(x="t", y="quality", color="modality", y_lim=[0, 1],
+                lab_q_plot = gr.LinePlot(x="t", y="quality", color="modality", y_lim=[0, 1], color_map=render.MODALITY_COLOURS,
                                          label="Quality, last 60 s", height=220)
 
         # ------------------------------------------------------------------------------------ callbacks

@@ -1,0 +1,90 @@
+"""The dashboard's framework-neutral core: replay paths are confined, uploads checked, results exported."""
+from __future__ import annotations
+
+import csv
+import io
+import time
+
+import numpy as np
+import pytest
+
+from app.dashboard import DashboardController, ReplayPathError
+from app.dashboard import render
+from app.dashboard.controller import DEMO_SESSION
+from umq.runtime.analyzer import Analyzer
+
+from .helpers import wait_for
+
+
+@pytest.fixture(scope="module")
+def ctl(tmp_path_factory):
+    c = DashboardController(lambda: Analyzer(), allowed_roots=[DEMO_SESSION.parent], loop_demo=False,
+                            record_dir=tmp_path_factory.mktemp("rec"))
+    yield c
+    c.close()
+
+
+def test_replay_paths_outside_the_allowed_folders_are_refused(ctl, tmp_path):
+    assert ctl.check_replay_path(DEMO_SESSION) == DEMO_SESSION.resolve()
+    with pytest.raises(ReplayPathError, match="outside the folders"):
+        ctl.check_replay_path(DEMO_SESSION / ".." / ".." / "README.md")
+    with pytest.raises(ReplayPathError, match="outside the folders"):
+        ctl.check_replay_path("/etc/passwd")
+    with pytest.raises(ReplayPathError, match="no such"):
+        ctl.check_replay_path(DEMO_SESSION.parent / "nope")
+    with pytest.raises(ReplayPathError, match="neither a session folder"):
+        ctl.check_replay_path(DEMO_SESSION / "meta.json")
+
+
+def test_uploads_are_checked_for_type_and_size(ctl, tmp_path):
+    big = tmp_path / "clip.mp4"
+    big.write_bytes(b"\0" * 2048)
+    with pytest.raises(ReplayPathError, match="limit"):
+        ctl.accept_upload(big, max_bytes=1024)
+    bad = tmp_path / "notes.exe"
+    bad.write_bytes(b"MZ")
+    with pytest.raises(ReplayPathError, match="only video files"):
+        ctl.accept_upload(bad, max_bytes=10**6)
+    kept = ctl.accept_upload(big, max_bytes=10**6)
+    assert kept.parent == ctl.upload_dir and kept.read_bytes() == big.read_bytes()
+
+
+def test_demo_replay_produces_state_history_frames_and_exports(ctl):
+    ctl.start_demo("test")
+    assert wait_for(lambda: len(ctl.state().history) >= 4, timeout=90)
+    s = ctl.state()
+    assert s.mode == "replay" and "demo session" in s.message and s.frame is not None
+    assert s.telemetry.results >= 4 and s.telemetry.sources
+    img = render.overlay(s.frame, s.result)
+    assert img.shape[2] == 3 and img.dtype == np.uint8
+    html = render.gauges_html(s.result)
+    assert html.count("data-modality=") == 3 and f"data-index='{s.result.index}'" in html
+    frame = ctl.frame_at(5.0)
+    assert frame is not None and frame.shape == (240, 320, 3)
+    rows = list(csv.DictReader(io.StringIO(render.results_csv(ctl.full_history()))))
+    assert len(rows) == len(ctl.full_history()) and {"t1", "label", "quality_audio", "state_video"} <= set(rows[0])
+    ctl.stop()
+    assert ctl.state().mode == "idle"
+
+
+def test_typed_lines_and_recording_need_live_capture(ctl):
+    assert not ctl.type_line("hello")  # nothing live: refused, not crashed
+    with pytest.raises(RuntimeError, match="live"):
+        ctl.start_recording()
+
+
+def test_synthetic_live_session_records_and_takes_typed_lines(ctl):
+    from app.capture import CaptureOptions
+    from streams.session import SessionReader
+
+    ctl.start_live(CaptureOptions(source="synthetic", transcript="none"))
+    out = ctl.start_recording()
+    assert ctl.type_line("this is a typed line")
+    assert wait_for(lambda: any("typed line" in r.extra.get("text", "") for r in ctl.state().history), timeout=30)
+    time.sleep(0.5)
+    saved = ctl.stop_recording()
+    ctl.stop()
+    reader = SessionReader(saved)
+    assert saved == out and reader.complete
+    assert any("typed line" in s.text for s in reader.text_segments())
+    assert reader.meta["counts"]["frames"] > 10

@@ -232,6 +232,10 @@ class Engine:
             except Exception:  # noqa: BLE001 - a UI bug must not stop the analysis
                 log.exception("result subscriber failed")
 
+    def pending(self) -> dict[str, int]:
+        """Windows waiting in front of each stage right now (the backlog; bounded by the one-slot mailboxes)."""
+        return self._pipeline.waiting() if self._pipeline is not None else {}
+
     def now(self) -> float:
         """Current session time: the capture clock live, the replay's simulated clock (which the replay thread
         replaces when it starts driving) in replay."""

@@ -167,6 +167,10 @@ class Pipeline:
             time.sleep(0.005)
         return False
 
+    def waiting(self) -> dict[str, int]:
+        """Items sitting in each stage's mailbox right now (at most 1 with one-slot mailboxes)."""
+        return {name: len(box) for (name, _), box in zip(self.stages, self.inboxes)}
+
     def dropped(self) -> dict[str, int]:
         """Items overwritten before the named stage took them."""
         return {name: box.dropped for (name, _), box in zip(self.stages, self.inboxes)}

@@ -116,15 +116,16 @@ def build_face_cache(npz: Path, per_class: int, seed: int, device: str = "cpu", 
     from umq.perception.face_net import load_face_net, preprocess_batch, to_app_index
 
     def build() -> ModalityCache:
-        d = np.load(npz, allow_pickle=False)
-        y_all = to_app_index([str(c) for c in d["classes"]])[d["labels"].astype(int)]
+        with np.load(npz, allow_pickle=False) as d:  # read each member once: NpzFile re-reads on every access
+            images, labels, classes = d["images"], d["labels"], [str(c) for c in d["classes"]]
+        y_all = to_app_index(classes)[labels.astype(int)]
         idx = balanced_subset(y_all, per_class, seed)
         net = load_face_net(device=device).eval()
         rng = np.random.default_rng(seed)
         V = len(version_names("face"))
         x = np.zeros((len(idx), V, DIMS["face"]), np.float32)
         for n, i in enumerate(tqdm(idx, desc=f"face vectors {npz.name}", disable=not progress)):
-            versions = _face_versions(d["images"][i], rng)
+            versions = _face_versions(images[i], rng)
             crops = [r for r, _, found in versions if found]
             with torch.inference_mode():
                 logits, emb = net(preprocess_batch(crops, net.input_size).to(device))

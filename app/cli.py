@@ -342,7 +342,7 @@ def _write_results(replay, config, out, args) -> tuple[int, dict, dict]:
     finally:
         engine.stop()
     tel = engine.telemetry()
-    if tel.errors:
+    if sum(tel.errors.values()):
         log.warning("analysis failed on %d windows: %s", sum(tel.errors.values()), tel.last_error)
     return n, present, reasons
 

@@ -65,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m app", description="Real-time multimodal affect analysis (UMQ).")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     p.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
-    sub = p.add_subparsers(dest="command", metavar="{live,replay,record,devices}")
+    sub = p.add_subparsers(dest="command", metavar="{live,replay,record,devices,bench}")
     _server_options(p)
 
     lv = sub.add_parser("live", help="live analysis from a camera, a microphone and an optional transcript")
@@ -107,6 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
     _server_options(rp)
 
     sub.add_parser("devices", help="list cameras and microphones")
+    from . import bench
+
+    bench.add_parser(sub)
     return p
 
 
@@ -467,4 +470,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return cmd_devices(args)
     if args.command == "live":
         return cmd_live(args)
+    if args.command == "bench":
+        from . import bench
+
+        return bench.main(args)
     return cmd_default(args)

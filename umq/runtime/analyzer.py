@@ -16,6 +16,7 @@ State of a modality in the result:
 from __future__ import annotations
 
 import collections
+import concurrent.futures
 import logging
 import time
 from dataclasses import dataclass, field
@@ -93,10 +94,17 @@ class Analyzer:
         device: ``cuda``/``cpu``; default CUDA when present.
         lab: the quality lab whose settings are applied before perception (a fresh one by default).
         vad: use silero-vad in the voice front-end (False only for tests without the model).
+        parallel: run the face front-end in a helper thread while the voice and text front-ends run in the
+            perception thread (OpenCV, the face net and silero-vad release the GIL), so a window's perception
+            latency is about the slower of face and voice rather than their sum. The outputs are identical
+            either way: each front-end still sees its windows in order and computes the same thing. Off by
+            default: on the shared 2-core machine it bought nothing measurable (``python -m app bench`` measures
+            it as ``optimisations.parallel_face``; ``docs/performance.md``).
     """
 
     def __init__(self, checkpoint: str | Path | None = None, baseline: str | Path | None = ASSETS / "moe_unaware.pt",
-                 device: str | None = None, lab: QualityLab | None = None, vad: bool = True) -> None:
+                 device: str | None = None, lab: QualityLab | None = None, vad: bool = True,
+                 parallel: bool = False) -> None:
         from umq.perception.face import FaceFrontEnd
         from umq.perception.text import TextFrontEnd
         from umq.perception.text_net import load_text_head
@@ -114,6 +122,9 @@ class Analyzer:
         self.text = TextFrontEnd(head=self.text_head, device=self.device)
         self._text_cache: collections.OrderedDict[str, tuple[torch.Tensor, torch.Tensor]] = collections.OrderedDict()
         self._lab_video = None
+        self._face_pool = (concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="perception-face")
+                           if parallel else None)
+        self._face_job: concurrent.futures.Future | None = None
 
     def stages(self):
         return [("perception", self.perceive), ("model", self.predict)]
@@ -146,6 +157,9 @@ class Analyzer:
     # -- perception ----------------------------------------------------------------------------------------
     @torch.inference_mode()
     def perceive(self, window: Window) -> Perceived:
+        if self._face_job is not None:  # a window that failed in voice/text may have left its face job running
+            concurrent.futures.wait([self._face_job])
+            self._face_job = None
         settings = self.lab.settings
         video_key = (settings.blur, settings.dark, settings.occlude, settings.image_noise)
         if video_key != self._lab_video:  # cached frame analyses were made under other lab settings
@@ -156,26 +170,20 @@ class Analyzer:
         x, present, reason, problem, cues, lat = {}, {}, {}, {}, {}, {}
         box, text = None, ""
 
-        t = time.perf_counter()
         vh = w.video.health
+        face_job = face_done = None
         if vh.present and w.video.frames:
-            ff = self.face(w.video.frames)
-            emb = masked_mean(ff.embeddings, ff.mask)
-            probs = masked_mean(ff.probs, ff.mask)
-            ratio = vh.received / vh.expected if vh.expected else 1.0
-            x["face"] = face_vector(emb, probs, ff.cues, ratio)
-            problems = ff.cues.problems()
-            present["face"] = "no face in view" not in problems and "no video" not in problems
-            reason["video"] = ff.cues.describe()
-            problem["video"] = bool(problems)
-            cues["video"] = {k: round(float(v), 4) for k, v in ff.cues.__dict__.items()}
-            box = ff.box
-        else:
-            x["face"] = torch.zeros(DIMS["face"], device=self.device)
-            present["face"], problem["video"] = False, False
-            reason["video"] = vh.reason or "no video"
-            cues["video"] = {}
-        lat["face"] = (time.perf_counter() - t) * 1000
+            if self._face_pool is not None:
+                face_job = self._face_pool.submit(self._timed_face, w.video.frames)
+                self._face_job = face_job
+            else:  # sequential: face first, as always
+                face_done = self._timed_face(w.video.frames)
+        # fixed key order (face, voice, text) whichever front-end finishes first
+        for d in (x, present):
+            d.update(dict.fromkeys(("face", "voice", "text")))
+        for d in (reason, problem, cues):
+            d.update(dict.fromkeys(("video", "audio", "text")))
+        lat.update(dict.fromkeys(("face", "voice", "text")))
 
         t = time.perf_counter()
         ah = w.audio.health
@@ -213,10 +221,39 @@ class Analyzer:
         cues["text"] = tc.to_json()
         lat["text"] = (time.perf_counter() - t) * 1000
 
+        face_ms = 0.0
+        if vh.present and w.video.frames:
+            ff, face_ms = face_job.result() if face_job is not None else face_done
+        t = time.perf_counter()
+        if vh.present and w.video.frames:
+            emb = masked_mean(ff.embeddings, ff.mask)
+            probs = masked_mean(ff.probs, ff.mask)
+            ratio = vh.received / vh.expected if vh.expected else 1.0
+            x["face"] = face_vector(emb, probs, ff.cues, ratio)
+            problems = ff.cues.problems()
+            present["face"] = "no face in view" not in problems and "no video" not in problems
+            reason["video"] = ff.cues.describe()
+            problem["video"] = bool(problems)
+            cues["video"] = {k: round(float(v), 4) for k, v in ff.cues.__dict__.items()}
+            box = ff.box
+        else:
+            x["face"] = torch.zeros(DIMS["face"], device=self.device)
+            present["face"], problem["video"] = False, False
+            reason["video"] = vh.reason or "no video"
+            cues["video"] = {}
+        # the face front-end's own time (it overlapped voice and text when run in the helper thread)
+        lat["face"] = face_ms + (time.perf_counter() - t) * 1000
+
         for m, said in lab_says.items():  # say what the lab is doing, beside what the cues measured
             if said and reason.get(m) and said not in reason[m]:
                 reason[m] = f"{reason[m]} ({said})"
         return Perceived(window, x, present, reason, problem, cues, box, text, lat)
+
+    @torch.inference_mode()
+    def _timed_face(self, frames):
+        t = time.perf_counter()
+        ff = self.face(frames)
+        return ff, (time.perf_counter() - t) * 1000
 
     def _text_features(self, text: str) -> tuple[torch.Tensor, torch.Tensor]:
         """(embedding, probabilities) of the head; overlapping windows repeat the same text, so cache by text."""

@@ -96,7 +96,10 @@ def test_one_hour_of_session_time_with_flat_memory_and_no_leaks(tmp_path):
           f"growth from minute 10-15 to the last 5 minutes {growth:+.1f} MiB, max waiting windows {max_waiting}, "
           f"stage errors {tel.errors}")
     assert tel.windows >= int((HOUR - 2.0) / 0.5)  # every window was cut
-    assert tel.results >= 0.05 * tel.windows  # the model kept producing (the rest were superseded, by design)
+    # the model kept producing all along (the windows it could not take were superseded, by design): results grow in
+    # every 10 s of wall time (~10 minutes of session time)
+    counts = [n for _, _, _, n in samples]
+    assert all(b > a for a, b in zip(counts[::10], counts[10::10])), counts
     assert max_waiting <= 1  # one-slot mailboxes: never a backlog
     assert growth < 50.0, growth  # MiB over ~45 minutes of session time
     assert not sum(tel.errors.values()), tel.last_error

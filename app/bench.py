@@ -73,7 +73,7 @@ class BenchConfig:
     forward_iters: int = 200
     naive_windows: int | None = None  # None: the whole demo session
     ab_windows: int = 87  # demo windows per arm of the parallel-face A/B
-    parallel_face: bool = False  # run the engine with Analyzer(parallel=True) (opt-in, chosen by measurement)
+    parallel_face: bool = True  # the engine's Analyzer(parallel=...) (default on, chosen by measurement)
     demo_path: Path = DEMO_SESSION
     cache_dir: Path = CACHE_DIR
     quick: bool = False
@@ -701,9 +701,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     b.add_argument("--soak-minutes", type=float,
                    help="session time replayed for the RSS growth measurement (default 60; quick 3)")
     b.add_argument("--live-seconds", type=float, help="live synthetic capture length (default 60; quick 10)")
-    b.add_argument("--parallel-face", action="store_true",
-                   help="run the engine with the face front-end in a helper thread beside voice/text (opt-in; "
-                        "the A/B section measures it either way)")
+    b.add_argument("--sequential-face", action="store_true",
+                   help="run the engine with the face front-end after voice/text instead of beside them (the A/B "
+                        "section measures both either way)")
     b.add_argument("--cache-dir", type=Path, help=f"where generated sessions are kept (default {CACHE_DIR})")
     b.set_defaults(func=main)
     return b
@@ -717,8 +717,8 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
         kw["soak_s"] = args.soak_minutes * 60.0
     if getattr(args, "live_seconds", None):
         kw["live_s"] = args.live_seconds
-    if getattr(args, "parallel_face", False):
-        kw["parallel_face"] = True
+    if getattr(args, "sequential_face", False):
+        kw["parallel_face"] = False
     if getattr(args, "cache_dir", None):
         kw["cache_dir"] = args.cache_dir
     return BenchConfig.quick_config(**kw) if getattr(args, "quick", False) else BenchConfig(**kw)

@@ -426,8 +426,8 @@ def run_dashboard(args: argparse.Namespace, replay: Path | None = None, live: bo
         print(f"error: {exc}", file=sys.stderr)
         ctl.close()
         return EXIT_ERROR
-    print(f"dashboard: http://{'localhost' if host in ('127.0.0.1', '::1') else host}:{port or 7860} "
-          "(Ctrl-C to quit)", flush=True)
+    where = f"http://{'localhost' if host in ('127.0.0.1', '::1') else host}:{port}" if port else "the address below"
+    print(f"dashboard: open {where} in a browser (Ctrl-C to quit)", flush=True)
     try:
         launch(ctl, host=host, port=port, share=share, auth=auth)
     except KeyboardInterrupt:

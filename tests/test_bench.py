@@ -89,9 +89,9 @@ def test_table_and_cli_options(report, tmp_path):
     parser = argparse.ArgumentParser()
     bench.add_parser(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["bench", "--quick", "--out", str(tmp_path / "x.json"), "--long-minutes", "0.5",
-                              "--soak-minutes", "2", "--device", "cpu", "--parallel-face"])
+                              "--soak-minutes", "2", "--device", "cpu", "--sequential-face"])
     cfg = bench.config_from_args(args)
-    assert cfg.quick and cfg.long_s == 30.0 and cfg.soak_s == 120.0 and cfg.device == "cpu" and cfg.parallel_face
+    assert cfg.quick and cfg.long_s == 30.0 and cfg.soak_s == 120.0 and cfg.device == "cpu" and not cfg.parallel_face
     assert args.func is bench.main
     default = bench.config_from_args(parser.parse_args(["bench"]))
-    assert default.long_s == 600.0 and default.soak_s == 3600.0 and not default.quick and not default.parallel_face
+    assert default.long_s == 600.0 and default.soak_s == 3600.0 and not default.quick and default.parallel_face

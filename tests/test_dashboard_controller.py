@@ -88,3 +88,30 @@ def test_synthetic_live_session_records_and_takes_typed_lines(ctl):
     assert saved == out and reader.complete
     assert any("typed line" in s.text for s in reader.text_segments())
     assert reader.meta["counts"]["frames"] > 10
+
+
+def test_asr_turns_browser_microphone_speech_into_transcript_lines(ctl):
+    """``--asr``: microphone audio -> streaming Whisper tiny.en -> transcript stream -> the text modality."""
+    import shutil
+    import subprocess
+
+    if shutil.which("espeak-ng") is None:
+        pytest.skip("espeak-ng not installed (.ci/run installs it)")
+    import soundfile
+
+    wav = subprocess.run(["espeak-ng", "-s", "140", "--stdout", "Good morning everybody. I am very happy today."],
+                         capture_output=True, check=True).stdout
+    x, sr = soundfile.read(io.BytesIO(wav), dtype="float32")
+    ctl.start_live(browser=True, asr=True)
+    try:
+        chunk = sr // 10
+        pad = np.zeros(sr * 2, np.float32)
+        for k, a in enumerate(range(0, len(x) + len(pad), chunk)):  # real time: 100 ms chunks every 100 ms
+            ctl.push_browser_audio(sr, np.concatenate([x, pad])[a:a + chunk])
+            time.sleep(0.1)
+        assert wait_for(lambda: any("happy" in r.extra.get("text", "").lower() for r in ctl.state().history),
+                        timeout=60), [r.extra.get("text") for r in ctl.state().history]
+        r = next(r for r in ctl.state().history if "happy" in r.extra.get("text", "").lower())
+        assert r.state["text"] != "missing" and r.extra["cues"]["text"]["asr_confidence"] is not None
+    finally:
+        ctl.stop()

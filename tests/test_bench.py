@@ -67,6 +67,9 @@ def test_values_are_sane(report):
         assert _finite_positive(x["rtf"]) and _finite_positive(x["session_s"]) and _finite_positive(x["wall_s"])
     assert [t["batch"] for t in js["umq_throughput"]] == [1, 8]
     assert all(_finite_positive(t["ms"]["p50"]) and _finite_positive(t["samples_per_s"]) for t in js["umq_throughput"])
+    lf = js["umq_live_forward"]
+    assert lf["mode"] in ("traced", "eager") or lf["mode"].startswith("eager (")
+    assert _finite_positive(lf["live_ms"]["p50"]) and _finite_positive(lf["eager_ms"]["p50"])
     assert _finite_positive(js["memory"]["peak_rss_mb"])
     soak = js["memory"]["soak"]
     assert soak["passes"] >= 2 and _finite_positive(soak["session_s"])

@@ -255,6 +255,33 @@ def measure_umq_throughput(analyzer, batch_sizes, iters: int) -> list[dict]:
     return out
 
 
+def measure_live_forward(analyzer, iters: int) -> dict:
+    """The batch-1 forward the live path runs (UMQ only): eager mode vs the traced module the analyzer chose."""
+    import torch
+
+    from umq.runtime.fast import eager_forward
+    from umq.runtime.features import DIMS, MODALITIES
+
+    dev = analyzer.device
+    sync = (lambda: torch.cuda.synchronize(dev)) if dev.type == "cuda" else (lambda: None)
+    g = torch.Generator().manual_seed(1)
+    xs = tuple(torch.randn(1, 1, DIMS[m], generator=g).to(dev) for m in MODALITIES)
+    present = torch.ones(1, len(MODALITIES), dtype=torch.bool, device=dev)
+    arms = {"eager": eager_forward(analyzer.model), "live": analyzer._forward}
+    times: dict[str, list[float]] = {k: [] for k in arms}
+    with torch.inference_mode():
+        for _ in range(max(5, iters // 10)):
+            for f in arms.values():
+                f(xs, present)
+        for _ in range(max(20, iters)):  # interleaved, so background load hits both arms alike
+            for k, f in arms.items():
+                t = time.perf_counter()
+                f(xs, present)
+                sync()
+                times[k].append((time.perf_counter() - t) * 1000.0)
+    return {"mode": analyzer.forward_mode, "eager_ms": pct(times["eager"]), "live_ms": pct(times["live"])}
+
+
 def _naive_face(analyzer):
     """The reference face path: every frame of the window, fresh detection each frame, one net call per frame,
     nothing cached between windows."""

@@ -89,7 +89,8 @@ class DashboardController:
     """
 
     def __init__(self, analyzer_factory: Callable, allowed_roots: list[Path] | None = None,
-                 record_dir: Path | None = None, loop_demo: bool = True, engine_config: EngineConfig | None = None) -> None:
+                 record_dir: Path | None = None, loop_demo: bool = True,
+                 engine_config: EngineConfig | None = None) -> None:
         self._factory = analyzer_factory
         self._analyzer = None
         self._engine: Engine | None = None
@@ -147,9 +148,9 @@ class DashboardController:
                 from streams.browser import BrowserCamera, BrowserMicrophone
 
                 cam, mic = BrowserCamera(clock), BrowserMicrophone(clock)
-                cap = Capture([cam, mic], {
-                    Modality.VIDEO: {"present": True, "name": cam.name, "kind": "browser", "device": None, "reason": ""},
-                    Modality.AUDIO: {"present": True, "name": mic.name, "kind": "browser", "device": None, "reason": ""}})
+                info = {"present": True, "kind": "browser", "device": None, "reason": ""}
+                cap = Capture([cam, mic], {Modality.VIDEO: {**info, "name": cam.name},
+                                           Modality.AUDIO: {**info, "name": mic.name}})
                 self._browser = {"video": cam, "audio": mic}
             else:
                 cap = build_capture(opts, clock)

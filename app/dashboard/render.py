@@ -37,6 +37,17 @@ CSS = """
 """
 
 
+def legend_html() -> str:
+    """Colour keys for the emotion and quality plots (the plots' own legends are clipped by their containers)."""
+    def keys(mapping: dict[str, str]) -> str:
+        return " ".join(f"<span style='white-space:nowrap'><span style='display:inline-block;width:12px;height:4px;"
+                        f"background:{c};vertical-align:middle;margin-right:4px'></span>{html.escape(n)}</span>"
+                        for n, c in mapping.items())
+
+    return (f"<div class='umq-legend' style='display:flex;gap:24px;font-size:0.85em'><div>{keys(EMOTION_COLOURS)}"
+            f"</div><div>{keys({MODALITY_TITLES[m]: c for m, c in MODALITY_COLOURS.items()})}</div></div>")
+
+
 def gauges_html(result: Result | None) -> str:
     """One gauge per modality: quality bar, OK / LOW / MISSING badge and the reason."""
     if result is None:

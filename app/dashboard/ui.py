@@ -21,6 +21,10 @@ log = logging.getLogger(__name__)
 REFRESH_S = 0.5
 MAX_UPLOAD_BYTES = 200 * 2**20
 PLOT_POINTS = 1500  # results drawn on a replay timeline (downsampled beyond)
+EMOTION_LINES = dict(color="emotion", y_lim=[0, 1], color_map=render.EMOTION_COLOURS,
+                     colors_in_legend=list(render.EMOTION_COLOURS))
+QUALITY_LINES = dict(color="modality", y_lim=[0, 1], color_map=render.MODALITY_COLOURS,
+                     colors_in_legend=list(render.MODALITY_COLOURS))
 
 
 def _cameras_and_mics() -> tuple[list[str], list[str]]:
@@ -58,10 +62,11 @@ def build_ui(ctl: DashboardController, browser_capture: bool = True) -> gr.Block
                         probs = gr.Label(label="Emotion", num_top_classes=7, elem_id="live-probs")
                 gauges = gr.HTML(elem_id="live-gauges")
                 with gr.Row():
-                    emo_plot = gr.LinePlot(x="t", y="probability", color="emotion", y_lim=[0, 1], color_map=render.EMOTION_COLOURS,
+                    emo_plot = gr.LinePlot(x="t", y="probability", **EMOTION_LINES,
                                            label="Emotion, last 60 s", height=240, elem_id="live-emotion-plot")
-                    q_plot = gr.LinePlot(x="t", y="quality", color="modality", y_lim=[0, 1], color_map=render.MODALITY_COLOURS,
+                    q_plot = gr.LinePlot(x="t", y="quality", **QUALITY_LINES,
                                          label="Quality, last 60 s", height=240, elem_id="live-quality-plot")
+                gr.HTML(render.legend_html())
                 with gr.Row():
                     with gr.Column(scale=1):
                         gr.Markdown("**Mixture-of-experts routing**")
@@ -91,10 +96,11 @@ def build_ui(ctl: DashboardController, browser_capture: bool = True) -> gr.Block
                 upload = gr.File(label=f"…or upload a video (≤ {MAX_UPLOAD_BYTES // 2**20} MiB)",
                                  file_types=[".mp4", ".mkv", ".webm", ".avi", ".mov"], type="filepath")
                 with gr.Row():
-                    tl_emo = gr.LinePlot(x="t", y="probability", color="emotion", y_lim=[0, 1], color_map=render.EMOTION_COLOURS,
+                    tl_emo = gr.LinePlot(x="t", y="probability", **EMOTION_LINES,
                                          label="Emotion over the session", height=240)
-                    tl_q = gr.LinePlot(x="t", y="quality", color="modality", y_lim=[0, 1], color_map=render.MODALITY_COLOURS,
+                    tl_q = gr.LinePlot(x="t", y="quality", **QUALITY_LINES,
                                        label="Quality over the session", height=240)
+                gr.HTML(render.legend_html())
                 with gr.Row():
                     scrub = gr.Slider(0, 60, value=0, step=0.5, label="Scrub to time (s)", scale=3)
                     refresh_tl = gr.Button("Refresh timeline", scale=1)
@@ -138,8 +144,9 @@ def build_ui(ctl: DashboardController, browser_capture: bool = True) -> gr.Block
                             lab_umq = gr.Label(label="UMQ", num_top_classes=3, elem_id="lab-umq")
                             lab_base = gr.Label(label="Quality-unaware MoE", num_top_classes=3, elem_id="lab-baseline")
                 lab_gauges = gr.HTML(elem_id="lab-gauges")
-                lab_q_plot = gr.LinePlot(x="t", y="quality", color="modality", y_lim=[0, 1], color_map=render.MODALITY_COLOURS,
+                lab_q_plot = gr.LinePlot(x="t", y="quality", **QUALITY_LINES,
                                          label="Quality, last 60 s", height=220)
+                gr.HTML(render.legend_html())
 
         # ------------------------------------------------------------------------------------ callbacks
         def tick():

@@ -176,6 +176,10 @@ class FaceFrontEnd:
     def embedding_dim(self) -> int:
         return int(self.net.embedding_dim)
 
+    def clear_cache(self) -> None:
+        """Forget cached frame analyses (e.g. the frames are now corrupted differently), keep tracking."""
+        self._cache.clear()
+
     def reset(self) -> None:
         """Forget tracking state and cached frames (a new session)."""
         self._cache.clear()

@@ -173,7 +173,7 @@ class Analyzer:
         settings = self.lab.settings
         video_key = (settings.blur, settings.dark, settings.occlude, settings.image_noise)
         if video_key != self._lab_video:  # cached frame analyses were made under other lab settings
-            self.face._cache.clear()
+            self.face.clear_cache()
             self._lab_video = video_key
         w = self.lab.apply(window, settings)
         lab_says = w.meta.get("lab", {})

@@ -1,11 +1,15 @@
-"""Evaluation: the missing/noisy protocol, as a library and as a CLI.
+"""Evaluation: the missing/noisy protocol and the encoders, as a library and as a CLI.
 
     python -m umq.evaluate protocol --checkpoint A.pt [B.pt ...] --data DIR [--actors 17-20] [--seeds 3]
                                     [--out results.json] [--device cpu]
+    python -m umq.evaluate face  --data FILE.npz [--out metrics.json]     # FER2013 layout
+    python -m umq.evaluate audio --data DIR      [--out metrics.json]     # labels.csv: clip_id, emotion, audio
+    python -m umq.evaluate text  --data FILE     [--out metrics.json]     # GoEmotions .tsv or MELD .csv
 
-Every checkpoint sees exactly the same corrupted inputs (corruptions are drawn on the CPU from a generator
-seeded by (seed, condition)), so differences between rows are paired comparisons. Subcommands are a
-subparser each; later issues add ``face``, ``audio`` and ``text``.
+In the protocol every checkpoint sees exactly the same corrupted inputs (corruptions are drawn on the CPU from a
+generator seeded by (seed, condition)), so differences between rows are paired comparisons. The encoder
+commands score the shipped (or ``--checkpoint``) weights and write n, accuracy, macro/weighted F1, per-class
+recall, the confusion matrix and the skipped-row count.
 """
 from __future__ import annotations
 

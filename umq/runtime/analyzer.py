@@ -29,15 +29,15 @@ from streams.windows import Window
 from umq.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint
 from umq.device import pick_device
 from umq.labels import EMOTIONS
+from umq.perception.text_cues import cues_from_segments
 from umq.result import Result
 
-from .features import DIMS, MODALITIES, face_vector, masked_mean, text_vector, voice_vector
+from .features import DIMS, FEATURE_RECIPE, MODALITIES, face_vector, masked_mean, text_vector, voice_vector
 from .lab import QualityLab
 
 log = logging.getLogger(__name__)
 
 ASSETS = Path(__file__).resolve().parents[2] / "assets" / "runtime"
-FEATURE_RECIPE = 1  # must match umq.runtime.train.FEATURE_RECIPE of the checkpoint
 LOW_QUALITY = 0.5
 # the modality names of results (what capture calls them) for the model's face / voice / text inputs
 RESULT_NAMES = {"face": "video", "voice": "audio", "text": "text"}
@@ -213,8 +213,6 @@ class Analyzer:
         lat["voice"] = (time.perf_counter() - t) * 1000
 
         t = time.perf_counter()
-        from umq.perception.text_cues import cues_from_segments
-
         th = w.text.health
         tc = cues_from_segments(w.text.segments, th.present, th.reason)
         if tc.present:

@@ -14,6 +14,7 @@ from umq.perception.face_cues import FaceCues
 from umq.perception.text_cues import TextCues
 from umq.perception.voice_cues import VoiceCues
 
+FEATURE_RECIPE = 1  # bump with any change to this module: runtime checkpoints record it and are checked on load
 EMBED = 128  # face, voice and text encoders all give 128-d embeddings
 N_CLASSES = 7
 FACE_DIM = EMBED + N_CLASSES + 7 + 1  # + FaceCues.vector() + frames received / expected

@@ -34,16 +34,15 @@ from umq.model import UMQ, UMQConfig, compute_losses, variant_config
 from umq.model.config import ModalitySpec
 from umq.types import ModalityInput
 
-from .features import DIMS, MODALITIES
+from .analyzer import ASSETS
+from .features import DIMS, FEATURE_RECIPE, MODALITIES
 from .triples import (KINDS, SEVERITIES, ModalityCache, build_face_cache, build_text_cache, build_voice_cache,
                       version_names)
 
 log = logging.getLogger(__name__)
 
-ASSETS = Path(__file__).resolve().parents[2] / "assets" / "runtime"
 LICENCE = ("research / non-commercial use only: trained on FER2013 (research use), RAVDESS (CC BY-NC-SA 4.0) and "
            "MELD (GPL-3.0) features")
-FEATURE_RECIPE = 1  # bump with any change to umq.runtime.features (checked when a checkpoint is loaded)
 VARIANTS = ("umq", "moe_unaware", "late_fusion")
 P_CLEAN, P_CORRUPT = 0.4, 0.45  # per (sample, modality): clean / a corrupted version / flagged missing (rest)
 

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from umq.labels import EMOTIONS, canonical
+from umq.labels import EMOTIONS
 
 from .features import DIMS, face_vector, text_vector, voice_vector
 
@@ -151,7 +151,7 @@ def build_face_cache(npz: Path, per_class: int, seed: int, device: str = "cpu", 
 def build_voice_cache(ravdess: Path, actors: list[int], seed: int, device: str = "cpu",
                       progress: bool = True) -> ModalityCache:
     from umq.perception.audio_corrupt import corrupt, mix_at_snr, synthetic_babble
-    from umq.perception.voice import VoiceFrontEnd
+    from umq.perception.voice import VoiceFrontEnd, collate
     from umq.perception.voice_net import center_crop, load_voice_net, read_audio, read_labels
 
     def build() -> ModalityCache:
@@ -187,8 +187,6 @@ def build_voice_cache(ravdess: Path, actors: list[int], seed: int, device: str =
                             vv = vv & valid
                     feats.append(fe(sig, vv, update=False))
                 with torch.inference_mode():
-                    from umq.perception.voice import collate
-
                     xb, mb = collate(feats)
                     logits, emb = net(xb, mb)
                     probs = logits.softmax(-1)
@@ -246,11 +244,3 @@ def build_text_cache(path: Path, per_class: int, seed: int, device: str = "cpu",
         return ModalityCache("text", x.reshape(len(idx), len(names), -1), y_all[idx], names, path.name)
 
     return _cached("text", _key(CACHE_VERSION, _file_id(path), per_class, seed), build)
-
-
-def label_name(i: int) -> str:
-    return EMOTIONS[i]
-
-
-__all__ = ["ModalityCache", "build_face_cache", "build_voice_cache", "build_text_cache", "version_names", "KINDS",
-           "SEVERITIES", "canonical"]

@@ -20,8 +20,7 @@ from typing import Sequence
 
 log = logging.getLogger("app.cli")
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-DEMO_SESSION = REPO_ROOT / "assets" / "demo_session"
+from .paths import DEMO_SESSION
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
 

@@ -28,6 +28,8 @@ from streams.clock import SimulatedClock
 from streams.packets import AUDIO_RATE, AudioChunk, Modality, SourceState, SourceStatus, TextSegment, VideoFrame
 from streams.recorder import SessionRecorder
 
+from .paths import DEMO_SESSION
+
 log = logging.getLogger(__name__)
 
 DURATION_S = 45.0
@@ -188,7 +190,7 @@ def build(out: Path) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m app.demo", description=__doc__.split("\n\n")[0])
-    p.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "assets" / "demo_session")
+    p.add_argument("--out", type=Path, default=DEMO_SESSION)
     p.add_argument("--force", action="store_true", help="replace an existing demo session folder")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")

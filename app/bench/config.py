@@ -6,10 +6,10 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..paths import DEMO_SESSION
+
 log = logging.getLogger(__name__)
 
-ROOT = Path(__file__).resolve().parents[2]
-DEMO_SESSION = ROOT / "assets" / "demo_session"
 CACHE_DIR = Path(os.environ.get("UMQ_BENCH_CACHE", Path.home() / ".cache" / "umq" / "bench"))
 GENERATOR_VERSION = 1  # bump when the generated session's content changes (invalidates the cache)
 

@@ -24,11 +24,10 @@ from umq.result import Result
 
 from ..capture import Capture, CaptureOptions, build_capture
 from ..engine import Engine, EngineConfig, Telemetry
+from ..paths import DEMO_SESSION
 
 log = logging.getLogger(__name__)
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-DEMO_SESSION = REPO_ROOT / "assets" / "demo_session"
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".webm", ".avi", ".mov")
 
 

@@ -85,6 +85,9 @@ def test_frame_corruption_is_the_same_for_a_frame_in_every_window():
     a, b = lab.apply(w), lab.apply(w)
     assert all(np.array_equal(x.image, y.image) for x, y in zip(a.video.frames, b.video.frames))
     assert not np.array_equal(a.video.frames[0].image, w.video.frames[0].image)
+    # the dashboard's "what perception sees" preview uses the same per-frame function
+    assert all(np.array_equal(QualityLab.corrupt_frame(f, lab.settings).image, g.image)
+               for f, g in zip(w.video.frames, a.video.frames))
 
 
 def test_frame_drop_and_word_drop_remove_about_the_requested_share():

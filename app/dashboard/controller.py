@@ -6,6 +6,7 @@ for one person at a time, not a multi-user service).
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import tempfile
@@ -337,6 +338,18 @@ class DashboardController:
         return DashboardState(eng.mode, self.source, self.message, latest,
                               None if frame is None else frame.image, recent, eng.telemetry(),
                               str(self._recorder.path) if self._recorder is not None else None, lines[-8:], finished)
+
+    def lab_view(self):
+        """The newest frame (BGR) as perception sees it under the quality lab's settings; None when the lab has the
+        camera off or there is no frame. A frame the lab drops is shown as the others would look."""
+        frame = self.engine.latest_frame()
+        s = self.lab.settings
+        if frame is None or not s.video_active:
+            return None if frame is None else frame.image
+        if s.camera_off:
+            return None
+        seen = self.lab.corrupt_frame(frame, s) or self.lab.corrupt_frame(frame, dataclasses.replace(s, frame_drop=0.0))
+        return seen.image
 
     def full_history(self) -> list[Result]:
         return self.engine.history()

@@ -153,13 +153,14 @@ def build_ui(ctl: DashboardController, browser_capture: bool = True) -> gr.Block
             s = ctl.state()
             r = s.result
             frame = render.overlay(s.frame, r)
-            lab_frame = render.overlay(_lab_view(ctl, s.frame), r) if s.frame is not None else frame
+            lab_frame = render.overlay(ctl.lab_view(), r) if s.frame is not None else frame
             msg = s.message + (f" Recording to {s.recording}." if s.recording else "")
-            return (msg, frame, render.headline_html(r), render.emotion_label(r), render.gauges_html(r),
-                    render.emotion_frame(s.history), render.quality_frame(s.history), render.routing_html(r),
-                    render.telemetry_md(s.telemetry, r), "\n".join(s.transcript),
-                    lab_frame, render.compare_html(r), render.emotion_label(r), render.baseline_label(r),
-                    render.gauges_html(r), render.quality_frame(s.history))
+            # drawn on both the live and the lab tab: computed once per tick
+            probs_now, gauges_now = render.emotion_label(r), render.gauges_html(r)
+            quality_plot = render.quality_frame(s.history)
+            return (msg, frame, render.headline_html(r), probs_now, gauges_now, render.emotion_frame(s.history),
+                    quality_plot, render.routing_html(r), render.telemetry_md(s.telemetry, r), "\n".join(s.transcript),
+                    lab_frame, render.compare_html(r), probs_now, render.baseline_label(r), gauges_now, quality_plot)
 
         timer = gr.Timer(REFRESH_S)
         timer.tick(tick, outputs=[status, preview, headline, probs, gauges, emo_plot, q_plot, routing, telemetry,
@@ -276,22 +277,6 @@ def build_ui(ctl: DashboardController, browser_capture: bool = True) -> gr.Block
 
         reset_btn.click(on_reset, None, lab_inputs)
     return demo
-
-
-def _lab_view(ctl: DashboardController, frame_bgr):
-    """The newest frame as perception sees it under the current lab settings."""
-    from umq.perception import video_corrupt
-
-    s = ctl.lab.settings
-    if frame_bgr is None or not s.video_active:
-        return frame_bgr
-    if s.camera_off:
-        return None
-    img = frame_bgr
-    for kind, sev in (("dark", s.dark), ("blur", s.blur), ("occlude", s.occlude), ("noise", s.image_noise)):
-        if sev:
-            img = video_corrupt.corrupt(img, kind, sev, 0)
-    return img
 
 
 def launch(ctl: DashboardController, host: str = "127.0.0.1", port: int | None = None, share: bool = False,

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from streams.packets import SourceState
+from streams.packets import SourceState, VideoFrame
 from streams.windows import AudioSlice, ModalityHealth, TextSlice, VideoSlice, Window
 from umq.perception import text_corrupt, video_corrupt
 from umq.perception.audio_corrupt import clip_fraction
@@ -77,9 +77,9 @@ class LabSettings:
 
     def describe(self) -> dict[str, str]:
         """modality -> what the lab is doing to it (empty when nothing), for the dashboard's reasons."""
-        v = [f"{n} {getattr(self, k):.0%}" for k, n in (("blur", "blur"), ("dark", "darkness"), ("occlude", "occlusion"),
-                                                      ("image_noise", "noise"), ("frame_drop", "frame drop"))
-             if getattr(self, k)]
+        video_names = (("blur", "blur"), ("dark", "darkness"), ("occlude", "occlusion"), ("image_noise", "noise"),
+                       ("frame_drop", "frame drop"))
+        v = [f"{n} {getattr(self, k):.0%}" for k, n in video_names if getattr(self, k)]
         a = []
         if self.mute:
             a.append("muted")
@@ -87,8 +87,8 @@ class LabSettings:
             a.append(f"noise at {self.noise_snr_db:.0f} dB SNR")
         if self.clipping:
             a.append(f"clipping {self.clipping:.0%}")
-        t = [f"{n} {getattr(self, k):.0%}" for k, n in (("word_drop", "words dropped"), ("word_replace", "words replaced"))
-             if getattr(self, k)]
+        text_names = (("word_drop", "words dropped"), ("word_replace", "words replaced"))
+        t = [f"{n} {getattr(self, k):.0%}" for k, n in text_names if getattr(self, k)]
         return {"video": "camera off" if self.camera_off else ", ".join(v), "audio": ", ".join(a),
                 "text": "transcript removed" if self.no_transcript else ", ".join(t)}
 
@@ -124,6 +124,20 @@ class QualityLab:
         return dataclasses.replace(window, video=self._video(window.video, s), audio=self._audio(window, s),
                                    text=self._text(window, s), meta={**window.meta, "lab": s.describe()})
 
+    @staticmethod
+    def corrupt_frame(frame: VideoFrame, s: LabSettings) -> VideoFrame | None:
+        """One frame as perception sees it under ``s``: ``None`` when the lab drops it (camera off is the
+        window's business). Seeded by the frame's index, so a frame looks the same in every window and in the
+        dashboard's preview."""
+        rng = np.random.default_rng(frame.index)
+        if s.frame_drop and rng.random() < s.frame_drop:
+            return None
+        img = frame.image
+        for kind, sev in (("dark", s.dark), ("blur", s.blur), ("occlude", s.occlude), ("noise", s.image_noise)):
+            if sev:
+                img = video_corrupt.corrupt(img, kind, sev, rng)
+        return frame if img is frame.image else dataclasses.replace(frame, image=img)
+
     # -- per modality -------------------------------------------------------------------------------------
     @staticmethod
     def _video(v: VideoSlice, s: LabSettings) -> VideoSlice:
@@ -131,16 +145,7 @@ class QualityLab:
             return v
         if s.camera_off:
             return VideoSlice((), _missing(v.health, "camera off (quality lab)"))
-        frames = []
-        for f in v.frames:
-            rng = np.random.default_rng(f.index)
-            if s.frame_drop and rng.random() < s.frame_drop:
-                continue
-            img = f.image
-            for kind, sev in (("dark", s.dark), ("blur", s.blur), ("occlude", s.occlude), ("noise", s.image_noise)):
-                if sev:
-                    img = video_corrupt.corrupt(img, kind, sev, rng)
-            frames.append(dataclasses.replace(f, image=img))
+        frames = [g for g in (QualityLab.corrupt_frame(f, s) for f in v.frames) if g is not None]
         health = v.health
         if v.health.present and not frames:
             health = _missing(v.health, f"all frames dropped (quality lab, {s.frame_drop:.0%})")
@@ -163,7 +168,8 @@ class QualityLab:
                 rms = float(np.sqrt(np.mean(np.square(x[valid], dtype=np.float64)))) if valid.any() else 0.0
                 ref = rms if rms > 10 ** (-50 / 20) else REFERENCE_SPEECH_RMS
                 rng = np.random.default_rng(w.index)
-                x = x + rng.standard_normal(x.shape[0]).astype(np.float32) * np.float32(ref / 10 ** (s.noise_snr_db / 20))
+                noise_rms = np.float32(ref / 10 ** (s.noise_snr_db / 20))
+                x = x + rng.standard_normal(x.shape[0]).astype(np.float32) * noise_rms
                 x[~a.valid] = 0.0
             if s.clipping > 0:
                 x = clip_fraction(x, max(1e-3, min(s.clipping, 0.5)))

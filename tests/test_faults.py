@@ -34,12 +34,7 @@ from tests.test_microphone import FakeStream
 V, A = Modality.VIDEO, Modality.AUDIO
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 def _collect():

@@ -37,13 +37,7 @@ def speech_like(seconds: float = 2.0, seed: int = 0, level: float = 0.2) -> np.n
     return (level * x / np.max(np.abs(x))).astype(np.float32)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Per-window inference is latency-bound; on a busy 2-core runner 2 torch threads are several times slower."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 @pytest.fixture(scope="module")

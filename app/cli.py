@@ -414,7 +414,7 @@ def run_dashboard(args: argparse.Namespace, replay: Path | None = None, live: bo
             opts = CaptureOptions(source="devices", camera=getattr(args, "camera", None), mic=getattr(args, "mic", None),
                                   transcript=getattr(args, "transcript", None))
             if live is None and not getattr(args, "browser", False):
-                why = _no_devices_reason()
+                why = _no_devices_reason(*ctl.devices())
                 if why:
                     print(ctl.start_demo(why))
                 else:
@@ -436,12 +436,8 @@ def run_dashboard(args: argparse.Namespace, replay: Path | None = None, live: bo
     return EXIT_OK
 
 
-def _no_devices_reason() -> str:
+def _no_devices_reason(cams: list, mics: list | str) -> str:
     """Why live capture cannot start here ("" when a camera or a microphone works)."""
-    from streams.devices import list_cameras, list_microphones
-
-    cams = list_cameras(max_index=2)
-    mics = list_microphones()
     if cams or (not isinstance(mics, str) and mics):
         return ""
     mic_why = mics if isinstance(mics, str) else "no microphone found"

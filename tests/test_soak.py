@@ -33,7 +33,7 @@ def _generate(path, seconds: float) -> None:
     for m in Modality:
         rec(SourceStatus(SourceState.RUNNING, "", 0.0, m, "soak"))
     chunk = 1600  # 100 ms
-    k_frame = 0
+    k_frame, was_off = 0, False
     for step in range(int(seconds * 10)):
         t = step / 10
         minute = (t % 600) / 60
@@ -46,10 +46,10 @@ def _generate(path, seconds: float) -> None:
         rec(AudioChunk(t, x.astype(np.float32)))
         if step % 40 == 0:
             rec(TextSegment(t, t + 2.0, f"line {step // 40} of the soak session, all is well"))
-        if camera_off != getattr(_generate, "_off", False):
+        if camera_off != was_off:
             state = SourceState.RECONNECTING if camera_off else SourceState.RUNNING
             rec(SourceStatus(state, "camera unplugged (soak)" if camera_off else "", t, Modality.VIDEO, "soak"))
-            _generate._off = camera_off
+            was_off = camera_off
         while rec.stats()["queue_pending"] > 2000:  # never let the recorder drop: this is the reference data
             time.sleep(0.01)
     rec.close(seconds)

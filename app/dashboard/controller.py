@@ -114,6 +114,17 @@ class DashboardController:
         self._demo = False
         self._watch: threading.Thread | None = None
         self._asr = None
+        self._devices: tuple[list, list | str] | None = None
+
+    # -- devices ------------------------------------------------------------------------------------------
+    def devices(self) -> tuple[list, list | str]:
+        """``(cameras, microphones or the reason there are none)``, probed once per process: opening cameras to
+        find them takes time, and both the start-up decision and the pickers need the answer."""
+        if self._devices is None:
+            from streams.devices import list_cameras, list_microphones
+
+            self._devices = (list_cameras(max_index=2), list_microphones())
+        return self._devices
 
     # -- engine -------------------------------------------------------------------------------------------
     @property

@@ -27,17 +27,10 @@ QUALITY_LINES = dict(color="modality", y_lim=[0, 1], color_map=render.MODALITY_C
                      colors_in_legend=list(render.MODALITY_COLOURS))
 
 
-def _cameras_and_mics() -> tuple[list[str], list[str]]:
-    from streams.devices import list_cameras, list_microphones
-
-    cams = [str(c.id) for c in list_cameras(max_index=2)]
-    mics = list_microphones()
-    mic_names = [] if isinstance(mics, str) else [f"{m.id}: {m.name}" for m in mics]
-    return cams, mic_names
-
-
 def build_ui(ctl: DashboardController, browser_capture: bool = True) -> gr.Blocks:
-    cams, mics = _cameras_and_mics()
+    found_cams, found_mics = ctl.devices()
+    cams = [str(c.id) for c in found_cams]
+    mics = [] if isinstance(found_mics, str) else [f"{m.id}: {m.name}" for m in found_mics]
     with gr.Blocks(title="UMQ live affect analysis") as demo:
         gr.Markdown("## UMQ — multimodal emotion that stays right when inputs go bad")
         status = gr.Markdown(elem_id="umq-status")

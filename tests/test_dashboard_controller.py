@@ -53,7 +53,7 @@ def test_demo_replay_produces_state_history_frames_and_exports(ctl):
     ctl.start_demo("test")
     assert wait_for(lambda: len(ctl.state().history) >= 4, timeout=90)
     s = ctl.state()
-    assert s.mode == "replay" and "demo session" in s.message and s.frame is not None
+    assert s.mode == "replay" and "demo session" in s.message and s.frame is not None and not s.finished
     assert s.telemetry.results >= 4 and s.telemetry.sources
     img = render.overlay(s.frame, s.result)
     assert img.shape[2] == 3 and img.dtype == np.uint8

@@ -345,10 +345,9 @@ class DashboardController:
             if t and (not lines or lines[-1] != t):
                 lines.append(t)
         frame = eng.latest_frame()
-        finished = self.message.endswith("finished.")
-        return DashboardState(eng.mode, self.source, self.message, latest,
-                              None if frame is None else frame.image, recent, eng.telemetry(),
-                              str(self._recorder.path) if self._recorder is not None else None, lines[-8:], finished)
+        recording = str(self._recorder.path) if self._recorder is not None else None
+        return DashboardState(eng.mode, self.source, self.message, latest, None if frame is None else frame.image,
+                              recent, eng.telemetry(), recording, lines[-8:], eng.replay_finished)
 
     def lab_view(self):
         """The newest frame (BGR) as perception sees it under the quality lab's settings; None when the lab has the

@@ -9,6 +9,7 @@ the session clock. Library code logs; this module prints the short summaries a p
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -187,7 +188,7 @@ def cmd_record(args: argparse.Namespace) -> int:
     except (ValueError, OSError, ImportError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_ERROR
-    config = WindowConfig(window_s=config.window_s, hop_s=config.hop_s, video_fps=capture.video_fps)
+    config = dataclasses.replace(config, video_fps=capture.video_fps)
     buffer = TimeAlignedBuffer()
     windower = Windower(buffer, config, absent_reasons=capture.absent_reasons)
     meta = {"command": "record", "source": args.source, "sources": capture.meta(), "video_fps": capture.video_fps,
@@ -217,15 +218,15 @@ def cmd_record(args: argparse.Namespace) -> int:
     try:
         capture.start()
         log.info("recording to %s%s; Ctrl-C stops", args.out, f" for {args.seconds:g} s" if args.seconds else "")
-        while True:
+        while not stop.event.is_set():
             now = clock.now()
             if args.seconds is not None and now >= args.seconds:
                 break
-            # sleep until the next window is due (t1 + grace), so windows are cut on time like a live UI would
-            next_cut = windower.t1_of(windows) + config.grace_s
-            limit = args.seconds if args.seconds is not None else float("inf")
-            if stop.event.wait(max(0.0, min(next_cut, limit) - now)):
-                break
+            # wake on every camera/microphone packet (a window is cut once its streams pass t1) and at least
+            # every 20 ms (the grace deadline of a stalled stream), as the live engine does
+            limit = args.seconds - now if args.seconds is not None else 0.02
+            buffer.arrived.wait(max(0.0, min(0.02, limit)))
+            buffer.arrived.clear()
             emit(windower.due(clock.now()))
         t_stop = clock.now()
         emit(windower.due(t_stop, final=True))

@@ -36,7 +36,7 @@ class EngineConfig:
 
     Attributes:
         window: window length, hop and grace (see :class:`streams.buffer.WindowConfig`).
-        tick_s: how often the live windower looks at the clock.
+        tick_s: the live windower wakes on every packet, and at least this often (for the grace deadline).
         history: results kept in memory for plots and export (bounded: 7200 = one hour at a 0.5 s hop).
         policy: mailbox policy; ``None`` picks ``latest`` for live and paced replay, ``block`` for replay at
             maximum speed.
@@ -204,7 +204,12 @@ class Engine:
             self._statuses[packet.modality.value] = {"state": packet.state.value, "reason": packet.reason}
 
     def _window_loop(self, windower: Windower) -> None:
-        while not self._stop.wait(self.config.tick_s):
+        """Cut windows as soon as they are complete: woken by every camera/microphone packet (a window is cut
+        the moment its streams pass ``t1``), and every ``tick_s`` for the grace deadline of a stalled stream."""
+        arrived = windower.buffer.arrived
+        while not self._stop.is_set():
+            arrived.wait(self.config.tick_s)
+            arrived.clear()
             for w in windower.due(self.clock.now()):
                 self._submit(w)
 

@@ -43,6 +43,9 @@ class TimeAlignedBuffer:
         self._status: dict[Modality, list[SourceStatus]] = {m: [] for m in Modality}
         self._latest_t: dict[Modality, float] = {m: -math.inf for m in Modality}
         self.latest_frame: VideoFrame | None = None  # latest-wins slot for previews
+        self.arrived = threading.Event()
+        """Set on every camera/microphone packet or status: wakes a live windower as soon as a window may be
+        complete, instead of polling."""
 
     def push(self, packet: VideoFrame | AudioChunk | TextSegment | SourceStatus) -> None:
         """Add a packet (usable directly as a source sink)."""
@@ -67,8 +70,27 @@ class TimeAlignedBuffer:
                 self._prune_status(packet.modality)
             else:
                 raise TypeError(f"unknown packet type {type(packet).__name__}")
+        if not isinstance(packet, TextSegment):
+            self.arrived.set()
 
     __call__ = push
+
+    def complete_through(self, t: float) -> bool:
+        """Whether every camera and microphone stream that is delivering has data at or past ``t``.
+
+        Frames and audio chunks of one stream arrive in time order, so once a stream's newest data reaches ``t``
+        nothing earlier than ``t`` is still on its way: a window ending at ``t`` can be cut without waiting out
+        the grace. A stream that is off, unavailable or ended does not hold windows back; one that has sent
+        packets without ever reporting a state counts as delivering. The transcript never holds a window (lines
+        arrive seconds late or never; a late line still reaches the next windows, which overlap this one).
+        """
+        with self._lock:
+            for m in (Modality.VIDEO, Modality.AUDIO):
+                hist = self._status[m]
+                delivering = hist[-1].state.delivers if hist else self._latest_t[m] > -math.inf
+                if delivering and self._latest_t[m] < t:
+                    return False
+        return True
 
     def _advance(self, modality: Modality, t: float) -> None:
         if t > self._latest_t[modality]:
@@ -119,7 +141,12 @@ class WindowConfig:
     Attributes:
         window_s: span of each window.
         hop_s: time between consecutive windows (a new result every hop).
-        grace_s: how long after ``t1`` a live window waits for late packets (audio callbacks, file tails).
+        grace_s: the longest a window waits after ``t1`` for late packets (audio callbacks, file tails). With
+            ``cut_on_arrival`` this is only spent on a stream that is late or stalled.
+        cut_on_arrival: cut a window as soon as every delivering camera/microphone stream has sent data at or
+            past ``t1`` (:meth:`TimeAlignedBuffer.complete_through`) instead of always waiting ``grace_s``. The
+            window's data is the same either way for in-order streams; only a transcript line arriving inside
+            the grace lands in the next window instead. Result latency drops by about the grace.
         stale_after_s: a video or audio stream whose newest data in the window is older than this at ``t1`` is
             marked missing ("no frames for 1.2 s"), so a silent stop shows up within one hop.
         gap_s: holes in the data longer than this are reported as gaps.
@@ -132,6 +159,7 @@ class WindowConfig:
     stale_after_s: float = 0.5
     gap_s: float = 0.25
     video_fps: float | None = None
+    cut_on_arrival: bool = True
 
     def __post_init__(self) -> None:
         if not (self.window_s > 0 and self.hop_s > 0):
@@ -140,7 +168,8 @@ class WindowConfig:
             raise ValueError(f"hop_s ({self.hop_s}) larger than window_s ({self.window_s}) would skip data")
 
     def to_json(self) -> dict:
-        return {k: getattr(self, k) for k in ("window_s", "hop_s", "grace_s", "stale_after_s", "gap_s", "video_fps")}
+        return {k: getattr(self, k) for k in ("window_s", "hop_s", "grace_s", "stale_after_s", "gap_s", "video_fps",
+                                           "cut_on_arrival")}
 
 
 def status_at(history: list[SourceStatus], t: float) -> SourceStatus | None:
@@ -169,8 +198,9 @@ class Windower:
     """Cuts the buffer into fixed-length windows ending every ``hop_s`` on the session clock.
 
     Windows end at ``t1 = window_s + k * hop_s``: the first result arrives once a full window exists. Live,
-    call :meth:`due` with ``clock.now()`` (it waits ``grace_s`` for late packets); in replay, the driver calls it
-    as it advances simulated time, so both paths cut identical windows from identical packets.
+    call :meth:`due` with ``clock.now()`` whenever packets arrive or time passes (it cuts a window once its
+    streams have delivered past ``t1``, or after ``grace_s`` at the latest); in replay, the driver calls it as it
+    advances simulated time and after each packet, so both paths cut identical windows from identical packets.
     """
 
     def __init__(self, buffer: TimeAlignedBuffer, config: WindowConfig | None = None,
@@ -191,13 +221,21 @@ class Windower:
         return round(self.config.window_s + index * self.config.hop_s, 9)
 
     def due(self, now: float, final: bool = False) -> list[Window]:
-        """All windows not yet emitted whose end plus grace is at or before ``now`` (or ``t1 <= now`` if ``final``)."""
+        """All windows not yet emitted that are complete at ``now``: ``t1 <= now`` and either every delivering
+        stream has arrived past ``t1`` (``cut_on_arrival``) or the grace after ``t1`` has run out; with ``final``
+        (the session ends) every window with ``t1 <= now``."""
         out = []
-        wait = 0.0 if final else self.config.grace_s
-        while self.t1_of(self._next_index) + wait <= now + 1e-9:
+        while self._ready(self.t1_of(self._next_index), now, final):
             out.append(self.make(self._next_index))
             self._next_index += 1
         return out
+
+    def _ready(self, t1: float, now: float, final: bool) -> bool:
+        if t1 > now + 1e-9:
+            return False
+        if final or t1 + self.config.grace_s <= now + 1e-9:
+            return True
+        return self.config.cut_on_arrival and self.buffer.complete_through(t1)
 
     def make(self, index: int) -> Window:
         t1 = self.t1_of(index)

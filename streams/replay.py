@@ -2,8 +2,8 @@
 
 Packets of all modalities are merged by *arrival* time (when the live buffer received them; for files: a frame
 at its time, audio and text once complete) onto a :class:`~streams.clock.SimulatedClock`. Windows are cut as
-simulated time passes ``t1 + grace``, exactly as the live loop cuts them, so a replayed session yields the same
-windows the recording process saw: same grid, same presence, same reasons (modalities that had no source keep the
+the live loop cuts them (once the streams have delivered past ``t1``, or when simulated time passes
+``t1 + grace``), so a replayed session yields the same windows the recording process saw: same grid, same presence, same reasons (modalities that had no source keep the
 reason recorded live). ``speed=None`` runs as fast as possible and is deterministic; ``speed=1.0`` paces against
 the wall clock for demos.
 """
@@ -161,6 +161,7 @@ class Replay:
                 if self.sink is not None:
                     self.sink(packet)
                 counts[kinds[type(packet).__name__]] += 1
+                yield from cut(arrival)  # this packet may complete a window (cut on arrival)
                 last = max(last, arrival)
             end = end_t if end_t is not None else last
             if not finalized and self.clock.advance_to(end):

@@ -6,7 +6,7 @@ import pytest
 
 from streams.buffer import TimeAlignedBuffer, WindowConfig, Windower
 from streams.packets import AUDIO_RATE, Modality, SourceState
-from tests.helpers import audio_packets, status, text, video_packets
+from tests.helpers import audio_packets, frame, status, text, video_packets
 
 V, A, T = Modality.VIDEO, Modality.AUDIO, Modality.TEXT
 
@@ -48,12 +48,72 @@ def test_window_grid_every_hop_after_first_full_window():
     assert [w.index for w in windows.values()] == list(range(7))
 
 
-def test_live_windows_wait_for_grace_and_are_emitted_once():
+def test_grace_only_windows_wait_for_grace_and_are_emitted_once():
     buf = TimeAlignedBuffer()
-    win = Windower(buf, WindowConfig(grace_s=0.25))
+    win = Windower(buf, WindowConfig(grace_s=0.25, cut_on_arrival=False))
     assert win.due(2.1) == []
     assert [w.t1 for w in win.due(2.25)] == [2.0]
     assert win.due(2.25) == []
+
+
+def _running(buf, *modalities):
+    for m in modalities:
+        buf.push(status(m, SourceState.RUNNING, 0.0))
+
+
+def test_window_is_cut_once_camera_and_microphone_pass_its_end():
+    buf = TimeAlignedBuffer()
+    _running(buf, V, A, T)
+    win = Windower(buf, WindowConfig(grace_s=0.25, video_fps=15.0))
+    for p in video_packets(0.0, 2.0, 15.0) + audio_packets(0.0, 1.98):
+        buf.push(p)
+    assert win.due(2.01) == []  # newest frame 1.93 s, audio ends at 1.984 s: both streams still owe data
+    buf.push(frame(2.0, 30))
+    assert win.due(2.02) == []  # the camera is through, the microphone is not
+    buf.push(audio_packets(1.984, 2.016)[0])
+    cut = win.due(2.02)  # long before the 0.25 s grace
+    assert [w.t1 for w in cut] == [2.0] and win.due(2.02) == []
+    w = cut[0]  # the same data the grace-only windower cuts from the same packets
+    assert w.video.health.received == 30 and w.audio.valid.all()
+
+
+def test_a_stalled_stream_holds_the_window_only_for_the_grace():
+    buf = TimeAlignedBuffer()
+    _running(buf, V, A)
+    win = Windower(buf, WindowConfig(grace_s=0.25, video_fps=15.0))
+    for p in video_packets(0.0, 1.4, 15.0) + audio_packets(0.0, 2.1):  # the camera froze at 1.4 s
+        buf.push(p)
+    assert win.due(2.2) == []
+    [w] = win.due(2.25)
+    assert not w.video.health.present and w.video.health.reason == "no frames for 0.6 s"
+    assert w.audio.health.present
+
+
+def test_sources_that_are_off_do_not_hold_windows():
+    buf = TimeAlignedBuffer()
+    _running(buf, A)
+    buf.push(status(V, SourceState.UNAVAILABLE, 0.0, "no camera found"))
+    win = Windower(buf, WindowConfig(grace_s=0.25))
+    for p in audio_packets(0.0, 2.1):
+        buf.push(p)
+    assert win.due(1.99) == []  # never before t1
+    [w] = win.due(2.05)
+    assert w.video.health.reason == "no camera found" and w.audio.health.present
+
+
+def test_a_late_transcript_line_lands_in_the_next_window():
+    """The transcript never holds a window: a line arriving after its window was cut is in the next ones."""
+    buf = TimeAlignedBuffer()
+    _running(buf, A, T)
+    win = Windower(buf, WindowConfig(grace_s=0.25))
+    for p in audio_packets(0.0, 2.05):
+        buf.push(p)
+    [first] = win.due(2.05)
+    buf.push(text(1.2, 1.9, "came in late"))  # arrives at 2.1 s, inside what used to be the grace
+    for p in audio_packets(2.048, 2.55):
+        buf.push(p)
+    [second] = win.due(2.55)
+    assert not first.text.health.present and second.text.text == "came in late"
 
 
 def test_complete_window_counts():

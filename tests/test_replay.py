@@ -202,7 +202,9 @@ def test_text_segments_keep_their_recorded_arrival(tmp_path):
     sim = SimulatedClock(speed=None)
     rec = SessionRecorder(tmp_path / "s", {}, clock=sim).start()
     rec(SourceStatus(SourceState.RUNNING, "", 0.0, T, "asr"))
-    sim.advance_to(2.6)  # said at 1.0-2.2 s, delivered at 2.6 s: after the [0, 2) window was cut at 2.25 s
+    # said at 1.0-2.2 s, delivered at 2.4 s: after the [0, 2) window was cut (with no camera or microphone to
+    # wait for, at 2.0 s), before the [0.5, 2.5) one
+    sim.advance_to(2.4)
     rec(TextSegment(1.0, 2.2, "late words", "asr"))
     rec.close(end_t=3.0)
     windows = _by_t1(Replay(tmp_path / "s", speed=None).windows())

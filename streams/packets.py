@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 
@@ -25,23 +26,88 @@ AUDIO_RATE = 16_000
 """Every audio packet inside the app is 16 kHz mono float32; sources resample before they emit."""
 
 
-@dataclass(frozen=True)
+class FrameDecodeError(ValueError):
+    """A frame whose image was stored encoded (a recorded session's JPEG) could not be decoded when needed."""
+
+
+def _check_image(image: np.ndarray) -> np.ndarray:
+    if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        what = f"{image.shape} {image.dtype}" if isinstance(image, np.ndarray) else type(image).__name__
+        raise ValueError(f"VideoFrame.image must be HxWx3 uint8, got {what}")
+    return image
+
+
 class VideoFrame:
-    """One camera or file frame.
+    """One camera or file frame (immutable).
 
     Attributes:
         t: capture time (session clock, seconds) of the frame.
         image: HxWx3 uint8 BGR image (OpenCV's order).
         index: running frame number of the source; a jump larger than one means frames were lost upstream.
+
+    A frame made with :meth:`deferred` holds a way to produce its image instead of the image, and makes it on
+    first access (then keeps it). Replay uses this so that only the frames perception actually samples (about
+    two new ones per window) are decoded from JPEG, not every frame of a 30 fps session.
     """
 
-    t: float
-    image: np.ndarray
-    index: int
+    __slots__ = ("t", "index", "_image", "_make", "_what")
 
-    def __post_init__(self) -> None:
-        if self.image.ndim != 3 or self.image.shape[2] != 3 or self.image.dtype != np.uint8:
-            raise ValueError(f"VideoFrame.image must be HxWx3 uint8, got {self.image.shape} {self.image.dtype}")
+    def __init__(self, t: float, image: np.ndarray, index: int) -> None:
+        object.__setattr__(self, "t", t)
+        object.__setattr__(self, "index", index)
+        object.__setattr__(self, "_image", _check_image(image))
+        object.__setattr__(self, "_make", None)
+        object.__setattr__(self, "_what", "")
+
+    @classmethod
+    def deferred(cls, t: float, index: int, make: Callable[[], np.ndarray | None], what: str = "") -> VideoFrame:
+        """A frame whose image ``make()`` produces on first access; ``what`` names it in errors (file, frame).
+
+        ``make`` returning ``None`` or raising becomes :class:`FrameDecodeError` at the access."""
+        frame = cls.__new__(cls)
+        for name, value in (("t", t), ("index", index), ("_image", None), ("_make", make), ("_what", what)):
+            object.__setattr__(frame, name, value)
+        return frame
+
+    @property
+    def image(self) -> np.ndarray:
+        image = self._image
+        if image is None:
+            make = self._make
+            if make is None:  # another thread finished it between the two reads
+                return self._image
+            what = self._what or f"frame {self.index} at {self.t:.3f} s"
+            try:
+                image = make()
+            except FrameDecodeError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - any failure to produce pixels is a decode failure
+                raise FrameDecodeError(f"{what}: cannot decode the image ({exc})") from exc
+            if image is None:
+                raise FrameDecodeError(f"{what}: the stored image does not decode")
+            _check_image(image)
+            object.__setattr__(self, "_image", image)
+            object.__setattr__(self, "_make", None)  # let go of the encoded bytes
+        return image
+
+    @property
+    def decoded(self) -> bool:
+        """Whether the image exists in memory (always for frames made from an image)."""
+        return self._image is not None
+
+    def with_image(self, image: np.ndarray) -> VideoFrame:
+        """The same frame (time, index) with another image."""
+        return VideoFrame(self.t, image, self.index)
+
+    def __setattr__(self, name, value):
+        raise AttributeError(f"VideoFrame is immutable (cannot set {name})")
+
+    def __delattr__(self, name):
+        raise AttributeError(f"VideoFrame is immutable (cannot delete {name})")
+
+    def __repr__(self) -> str:
+        shape = "deferred" if self._image is None else "x".join(map(str, self._image.shape))
+        return f"VideoFrame(t={self.t!r}, index={self.index!r}, image={shape})"
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ replay can feed packets in the order the live buffer saw them and cut the same w
 """
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -42,6 +43,14 @@ PCM_SCALE = 32767.0
 
 Timed = tuple[float, Any]
 """``(arrival_time, packet)``: what replay merges."""
+
+_JPEG_START = b"\xff\xd8"
+
+
+def _decode_jpeg(data: bytes) -> np.ndarray | None:
+    import cv2  # lazy: reading statuses or audio must not need OpenCV
+
+    return cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
 
 
 class SessionError(ValueError):
@@ -227,14 +236,16 @@ class SessionReader:
 
     # -- timed iterators (arrival time, packet) --------------------------------------------------------------
     def timed_frames(self) -> Iterator[Timed]:
-        """Frames in arrival order, decoded lazily; a frame whose bytes were not all written is skipped."""
+        """Frames in arrival order; a frame whose bytes were not all written, or are not a JPEG, is skipped.
+
+        Each frame is read here but decoded only when its image is first used (:meth:`VideoFrame.deferred`):
+        perception samples a few frames per window, so replay does not pay for decoding the rest. A frame whose
+        JPEG is damaged past its header raises :class:`~streams.packets.FrameDecodeError` at that point."""
         index = read_jsonl(self.path / VIDEO_INDEX)
         if not index:
             return
         video_path = self.path / VIDEO
         size = self._size(VIDEO)
-        import cv2  # lazy: reading statuses or audio must not need OpenCV
-
         index.sort(key=lambda e: float(e.get("ta", e["t"])))
         with open(video_path, "rb") as f:
             for e in index:
@@ -244,11 +255,13 @@ class SessionReader:
                                 e.get("index"))
                     continue
                 f.seek(off)
-                img = cv2.imdecode(np.frombuffer(f.read(n), np.uint8), cv2.IMREAD_COLOR)
-                if img is None:
-                    log.warning("%s: frame %s at byte %d does not decode; skipped", video_path, e.get("index"), off)
+                data = f.read(n)
+                if not data.startswith(_JPEG_START):
+                    log.warning("%s: frame %s at byte %d is not a JPEG; skipped", video_path, e.get("index"), off)
                     continue
-                yield float(e.get("ta", e["t"])), VideoFrame(float(e["t"]), img, int(e["index"]))
+                yield float(e.get("ta", e["t"])), VideoFrame.deferred(
+                    float(e["t"]), int(e["index"]), functools.partial(_decode_jpeg, data),
+                    f"{video_path}: frame {e.get('index')} at byte {off}")
 
     def frame_at(self, t: float) -> VideoFrame | None:
         """The newest frame captured at or before session time ``t`` (for scrubbing), or None before the first."""

@@ -83,3 +83,36 @@ def test_tracker_reports_a_missing_cascade_clearly(monkeypatch):
     monkeypatch.setattr("umq.perception.face._CASCADE", "/nonexistent/cascade.xml")
     with pytest.raises(RuntimeError, match="Haar cascade missing"):
         FaceTracker()
+
+
+def test_a_frame_that_does_not_decode_is_left_out_with_a_warning(frontend, caplog):
+    frontend.reset()
+    good = [astronaut_frame(i * 0.1, i, shift=i) for i in range(5)]  # with the broken one: 6, all analysed
+    broken = VideoFrame.deferred(0.25, 99, lambda: None, "session/video.mjpeg: frame 99 at byte 1234")
+    with caplog.at_level("WARNING"):
+        feats = frontend(good[:3] + [broken] + good[3:])
+    assert feats.mask.all() and feats.cues.frames == 5  # the five good frames, nothing made up for the broken one
+    assert any("frame 99 at byte 1234" in r.getMessage() and "left out" in r.getMessage() for r in caplog.records)
+
+
+def test_replay_decodes_only_the_frames_the_face_front_end_samples(frontend, tmp_path):
+    """Replayed frames are JPEGs decoded on first use; at 30 fps perception looks at a small share of them."""
+    from streams.clock import SimulatedClock
+    from streams.recorder import SessionRecorder
+    from streams.replay import Replay
+
+    clock = SimulatedClock(speed=None)
+    rec = SessionRecorder(tmp_path / "s", {"video_fps": 30.0}, clock=clock).start()
+    for k in range(30 * 5):
+        clock.advance_to(k / 30)
+        rec(astronaut_frame(k / 30, k, shift=k % 7))
+    rec.close()
+    frontend.reset()
+    seen = {}
+    windows = list(Replay(tmp_path / "s", speed=None).windows())
+    for w in windows:
+        assert frontend(w.video.frames).mask.any()
+        seen.update({f.index: f for f in w.video.frames})
+    decoded = sum(f.decoded for f in seen.values())
+    assert len(windows) == 6 and len(seen) >= 130
+    assert 0 < decoded <= 0.3 * len(seen), (decoded, len(seen))

@@ -219,3 +219,33 @@ def test_sink_calls_from_many_threads_all_land(tmp_path):
     rec.close()
     r = SessionReader(tmp_path / "s")
     assert len(list(r.frames())) == 40 and len(list(r.audio_chunks())) == len(audio)
+
+
+def test_frames_are_read_encoded_and_decoded_on_first_use(tmp_path):
+    frames = _frames(10)
+    _record(tmp_path / "s", frames)
+    got = list(SessionReader(tmp_path / "s").frames())
+    assert len(got) == 10 and not any(f.decoded for f in got)
+    assert np.abs(got[3].image.astype(int) - frames[3].image.astype(int)).mean() < 4
+    assert got[3].decoded and not got[4].decoded
+    assert got[3].image is got[3].image  # decoded once, then kept
+
+
+def test_damaged_frames_are_skipped_or_reported_with_the_file_and_frame(tmp_path, caplog):
+    from streams.packets import FrameDecodeError
+
+    s = tmp_path / "s"
+    _record(s, _frames(6))
+    index = [json.loads(line) for line in (s / VIDEO_INDEX).read_text().splitlines()]
+    with open(s / VIDEO, "r+b") as f:
+        f.seek(index[2]["offset"])  # frame 2: not a JPEG at all
+        f.write(b"garbage!")
+        f.seek(index[4]["offset"] + 2)  # frame 4: a JPEG start, then zeros
+        f.write(bytes(index[4]["size"] - 2))
+    with caplog.at_level("WARNING"):
+        got = list(SessionReader(s).frames())
+    assert [f.index for f in got] == [0, 1, 3, 4, 5]
+    assert any("frame 2" in r.getMessage() and "not a JPEG" in r.getMessage() for r in caplog.records)
+    assert got[1].image.shape == (64, 96, 3)
+    with pytest.raises(FrameDecodeError, match=r"video\.mjpeg: frame 4 at byte \d+: the stored image does not decode"):
+        got[3].image

@@ -19,7 +19,7 @@ from typing import Callable
 import numpy as np
 
 from streams.clock import SessionClock
-from streams.packets import Modality
+from streams.packets import FrameDecodeError, Modality, VideoFrame
 from streams.replay import Replay
 from umq.result import Result
 
@@ -346,7 +346,7 @@ class DashboardController:
                 lines.append(t)
         frame = eng.latest_frame()
         recording = str(self._recorder.path) if self._recorder is not None else None
-        return DashboardState(eng.mode, self.source, self.message, latest, None if frame is None else frame.image,
+        return DashboardState(eng.mode, self.source, self.message, latest, _pixels(frame),
                               recent, eng.telemetry(), recording, lines[-8:], eng.replay_finished)
 
     def lab_view(self):
@@ -355,11 +355,11 @@ class DashboardController:
         frame = self.engine.latest_frame()
         s = self.lab.settings
         if frame is None or not s.video_active:
-            return None if frame is None else frame.image
+            return _pixels(frame)
         if s.camera_off:
             return None
         seen = self.lab.corrupt_frame(frame, s) or self.lab.corrupt_frame(frame, dataclasses.replace(s, frame_drop=0.0))
-        return seen.image
+        return _pixels(seen)
 
     def full_history(self) -> list[Result]:
         return self.engine.history()
@@ -372,8 +372,7 @@ class DashboardController:
         if p.is_dir():
             from streams.session import SessionReader
 
-            f = SessionReader(p).frame_at(t)
-            return None if f is None else f.image
+            return _pixels(SessionReader(p).frame_at(t))
         import cv2
 
         cap = cv2.VideoCapture(str(p))
@@ -383,6 +382,17 @@ class DashboardController:
             return img if ok else None
         finally:
             cap.release()
+
+
+def _pixels(frame: VideoFrame | None):
+    """The frame's BGR image for display, or None (no frame, or a replayed frame that does not decode)."""
+    if frame is None:
+        return None
+    try:
+        return frame.image
+    except FrameDecodeError as exc:
+        log.warning("preview: %s", exc)
+        return None
 
 
 class _RecordWindows:

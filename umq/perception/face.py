@@ -16,6 +16,8 @@ import cv2
 import numpy as np
 import torch
 
+from streams.packets import FrameDecodeError
+
 from .face_cues import FaceCues, FrameCues, sharpness
 from .face_net import FaceExpressionNet, crop_face, load_face_net, preprocess_batch
 
@@ -161,7 +163,7 @@ class FaceFrontEnd:
         self._net = net
         self.frames_per_window = frames_per_window
         self.tracker = tracker or FaceTracker()
-        self._cache: collections.OrderedDict[tuple[int, float], FrameAnalysis] = collections.OrderedDict()
+        self._cache: collections.OrderedDict[tuple[int, float], FrameAnalysis | None] = collections.OrderedDict()
         self._cache_size = cache_frames
         self._prev_gray_small: np.ndarray | None = None
         self._prev_box: Box | None = None
@@ -211,12 +213,18 @@ class FaceFrontEnd:
         pending = [f for f in chosen if (f.index, f.t) not in self._cache]
         self._analyse(pending)
         results = [self._cache[(f.index, f.t)] for f in chosen]
-        return self._features(results)
+        return self._features([r for r in results if r is not None])  # None: a frame that did not decode
 
     def _analyse(self, frames: Sequence) -> None:
         crops, owners = [], []
         for f in frames:  # in time order: tracking and motion need the previous frame
-            gray = cv2.cvtColor(f.image, cv2.COLOR_BGR2GRAY)
+            try:
+                image = f.image  # a replayed frame is decoded here, on first use
+            except FrameDecodeError as exc:
+                log.warning("%s; left out of the face analysis", exc)
+                self._store(f, None)  # remembered, so overlapping windows do not retry (and warn) again
+                continue
+            gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
             box = self.tracker.update(gray)
             small = cv2.resize(gray, (80, 60), interpolation=cv2.INTER_AREA)
             motion = (float(np.mean(cv2.absdiff(small, self._prev_gray_small))) / 255.0
@@ -245,7 +253,7 @@ class FaceFrontEnd:
             for i, (f, box, cues) in enumerate(owners):
                 self._store(f, FrameAnalysis(box, cues, emb[i], probs[i]))
 
-    def _store(self, frame, analysis: FrameAnalysis) -> None:
+    def _store(self, frame, analysis: FrameAnalysis | None) -> None:
         self._cache[(frame.index, frame.t)] = analysis
         while len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)

@@ -132,11 +132,21 @@ class QualityLab:
         rng = np.random.default_rng(frame.index)
         if s.frame_drop and rng.random() < s.frame_drop:
             return None
-        img = frame.image
-        for kind, sev in (("dark", s.dark), ("blur", s.blur), ("occlude", s.occlude), ("noise", s.image_noise)):
-            if sev:
+        steps = [(kind, sev) for kind, sev in (("dark", s.dark), ("blur", s.blur), ("occlude", s.occlude),
+                                               ("noise", s.image_noise)) if sev]
+        if not steps:
+            return frame
+
+        def make() -> np.ndarray:  # deferred: only the frames perception samples are corrupted (and decoded)
+            rng = np.random.default_rng(frame.index)  # the same draws as above, whenever this runs
+            if s.frame_drop:
+                rng.random()
+            img = frame.image
+            for kind, sev in steps:
                 img = video_corrupt.corrupt(img, kind, sev, rng)
-        return frame if img is frame.image else dataclasses.replace(frame, image=img)
+            return img
+
+        return VideoFrame.deferred(frame.t, frame.index, make)
 
     # -- per modality -------------------------------------------------------------------------------------
     @staticmethod

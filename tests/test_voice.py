@@ -156,6 +156,32 @@ def test_vad_finds_speech_in_speech_only(fe, tmp_path):
     assert cm.speech_ratio > 0.3 and cm.snr_db < c.snr_db
 
 
+def test_chunk_batched_vad_matches_silero_own_loop_on_real_speech(tmp_path):
+    """The batched silero-vad path must give silero's own probabilities (it replaces 63 steps per window)."""
+    from umq.perception.voice import SileroVAD
+
+    model = SileroVAD.model()
+    assert SileroVAD._batched is not None  # verified at load; the per-chunk loop is only a fallback
+    x = _espeak("Dogs are sitting by the door, and the kids are talking all day long.", tmp_path)[: 3 * SR + 100]
+    for clip in (x, x[:700], ac.white_noise(x, 5, 2)):
+        with torch.inference_mode():
+            own = model.audio_forward(torch.from_numpy(np.ascontiguousarray(clip))[None], SR)[0].numpy()
+        got = SileroVAD.probs(clip)
+        assert got.shape == own.shape == (-(-len(clip) // 512),)
+        assert np.abs(got - own).max() < 1e-5
+    assert (SileroVAD.probs(x) > 0.5).mean() > 0.4  # and it is speech
+
+
+def test_vad_keeps_silero_own_loop_when_the_batched_path_disagrees(monkeypatch, caplog):
+    from umq.perception.voice import SileroVAD
+
+    model = SileroVAD.model()
+    monkeypatch.setattr(SileroVAD, "TOLERANCE", -1.0)  # any difference at all is too much
+    with caplog.at_level("WARNING"):
+        assert SileroVAD._checked_batched(model) is None
+    assert "using the loop" in caplog.text
+
+
 def test_cues_validate_and_describe():
     ok = dict(level_dbfs=-20.0, snr_db=25.0, clipping_ratio=0.0, speech_ratio=0.8, valid_ratio=1.0,
               pitch_fraction=0.5)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 
+import numpy as np
 import torch
 
 
@@ -17,3 +18,33 @@ def pick_device(requested: str | None = None) -> torch.device:
     if dev.type == "cpu":
         torch.set_num_threads(max(1, min(int(os.environ.get("UMQ_THREADS", "1")), 2)))
     return dev
+
+
+def to_device(x: np.ndarray | torch.Tensor, device: torch.device | str) -> torch.Tensor:
+    """Host data -> ``device`` without a blocking copy where that is possible.
+
+    On CUDA the data is staged in page-locked memory (PyTorch's caching host allocator: the pinned blocks are
+    reused, and not before the copy that used them has finished) and copied with ``non_blocking=True``, so the
+    caller's thread goes on while the transfer runs. ``non_blocking`` from ordinary pageable memory, as NumPy
+    arrays are, would be a synchronous staged copy. On CPU the array is shared, not copied.
+    """
+    t = torch.from_numpy(np.ascontiguousarray(x)) if isinstance(x, np.ndarray) else x
+    device = torch.device(device)
+    if device.type != "cuda":
+        return t.to(device)
+    if t.device.type == "cpu":
+        t = t.pin_memory()
+    return t.to(device, non_blocking=True)
+
+
+def to_host(t: torch.Tensor) -> np.ndarray:
+    """Device tensor -> NumPy: on CUDA through a pinned buffer, waiting only for this copy (an event), not for
+    the whole device."""
+    if t.device.type != "cuda":
+        return t.detach().cpu().numpy()
+    host = torch.empty(t.shape, dtype=t.dtype, pin_memory=True)
+    host.copy_(t.detach(), non_blocking=True)
+    done = torch.cuda.Event()
+    done.record()
+    done.synchronize()
+    return host.numpy()

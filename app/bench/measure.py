@@ -256,7 +256,8 @@ def measure_umq_throughput(analyzer, batch_sizes, iters: int) -> list[dict]:
 
 
 def measure_live_forward(analyzer, iters: int) -> dict:
-    """The batch-1 forward the live path runs (UMQ only): eager mode vs the traced module the analyzer chose."""
+    """The batch-1 forward the live path runs (UMQ only): eager mode vs the form the analyzer chose on load
+    (traced, or a CUDA graph on a GPU), with the load-time timings that decided it."""
     import torch
 
     from umq.runtime.fast import eager_forward
@@ -279,7 +280,8 @@ def measure_live_forward(analyzer, iters: int) -> dict:
                 f(xs, present)
                 sync()
                 times[k].append((time.perf_counter() - t) * 1000.0)
-    return {"mode": analyzer.forward_mode, "eager_ms": pct(times["eager"]), "live_ms": pct(times["live"])}
+    return {"mode": analyzer.forward_mode, "eager_ms": pct(times["eager"]), "live_ms": pct(times["live"]),
+            "chosen_on_load": analyzer.forward_timings}
 
 
 def _naive_face(analyzer):

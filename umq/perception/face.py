@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from streams.packets import FrameDecodeError
+from umq.device import to_device
 
 from .face_cues import FaceCues, FrameCues, sharpness
 from .face_net import FaceExpressionNet, crop_face, load_face_net, preprocess_batch
@@ -247,7 +248,7 @@ class FaceFrontEnd:
             else:
                 self._store(f, FrameAnalysis(None, cues, None, None))
         if crops:
-            x = preprocess_batch(crops, self.net.input_size).to(self.device, non_blocking=True)
+            x = to_device(preprocess_batch(crops, self.net.input_size), self.device)
             logits, emb = self.net(x)
             probs = logits.softmax(-1)
             for i, (f, box, cues) in enumerate(owners):

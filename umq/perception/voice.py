@@ -34,6 +34,8 @@ import numpy as np
 import torch
 import torchaudio
 
+from umq.device import to_device
+
 from .voice_cues import VoiceCues, compute_cues
 
 log = logging.getLogger(__name__)
@@ -309,9 +311,9 @@ def raw_features(x: np.ndarray, device: torch.device | str = "cpu", tracks: dict
     if x.shape[0] <= N_FFT // 2:  # reflect padding needs more than half a frame
         x = np.pad(x, (0, N_FFT // 2 + 1 - x.shape[0]))
     with torch.inference_mode():
-        xt = torch.from_numpy(np.ascontiguousarray(x, np.float32)).to(device, non_blocking=True)
+        xt = to_device(np.asarray(x, np.float32), device)
         mel = mel_extractor(device)(xt)[:, :t]
-        d = torch.from_numpy(desc[:, :t]).to(device, non_blocking=True)
+        d = to_device(desc[:, :t], device)
         feats = torch.cat([mel, d], dim=0)
     return feats, tracks
 
@@ -515,9 +517,7 @@ class VoiceFrontEnd:
         speech = speech_frames(probs, t) & fv if self.use_vad else fv.copy()
         pitched = tracks["pitched"][:t]
         with torch.inference_mode():
-            sp = torch.from_numpy(speech).to(self.device, non_blocking=True)
-            pt = torch.from_numpy(pitched).to(self.device, non_blocking=True)
-            fvt = torch.from_numpy(fv).to(self.device, non_blocking=True)
+            sp, pt, fvt = (to_device(a, self.device) for a in (speech, pitched, fv))
             if update:
                 self.normalizer.update(feats, normalizer_weights(sp, pt, fvt))
             z = self.normalizer(feats, pt, fvt).to(torch.float32)

@@ -27,7 +27,7 @@ import torch
 
 from streams.windows import Window
 from umq.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint
-from umq.device import pick_device
+from umq.device import pick_device, to_device, to_host
 from umq.labels import EMOTIONS
 from umq.perception.text_cues import cues_from_segments
 from umq.result import Result
@@ -94,8 +94,9 @@ class Analyzer:
         device: ``cuda``/``cpu``; default CUDA when present.
         lab: the quality lab whose settings are applied before perception (a fresh one by default).
         vad: use silero-vad in the voice front-end (False only for tests without the model).
-        fast: run the UMQ and baseline forwards traced (TorchScript, checked against eager mode on load; about
-            2.6x faster at batch 1 on CPU); False keeps eager mode.
+        fast: run the UMQ and baseline forwards in the fastest form measured on load among those that match
+            eager mode (traced TorchScript: about 2.5x faster at batch 1 on CPU; on CUDA also a CUDA graph);
+            ``forward_mode`` and ``forward_timings`` say which and why. False keeps eager mode.
         parallel: run the face front-end in a helper thread while the voice and text front-ends run in the
             perception thread (OpenCV, the face net and silero-vad release the GIL), so a window's perception
             latency is about the slower of face and voice rather than their sum. The outputs are identical
@@ -116,11 +117,13 @@ class Analyzer:
         self.device = pick_device(device)
         self.model, self.mean, self.std, self.ckpt = load_runtime_model(checkpoint or ASSETS / "umq.pt", self.device)
         self.baseline = load_runtime_model(baseline, self.device)[0] if baseline else None
-        from .fast import eager_forward, traced_forward
+        from .fast import choose_forward, eager_forward
 
-        if fast:  # traced only where it matches eager mode (see umq/runtime/fast.py)
-            self._forward, self.forward_mode = traced_forward(self.model, DIMS, self.device)
-            self._baseline_forward = traced_forward(self.baseline, DIMS, self.device)[0] if self.baseline else None
+        self.forward_timings: dict = {}
+        if fast:  # the fastest forward that matches eager mode, measured here (see umq/runtime/fast.py)
+            self._forward, self.forward_mode, self.forward_timings = choose_forward(self.model, DIMS, self.device)
+            self._baseline_forward = (choose_forward(self.baseline, DIMS, self.device)[0] if self.baseline
+                                      else None)
         else:
             self._forward, self.forward_mode = eager_forward(self.model), "eager"
             self._baseline_forward = eager_forward(self.baseline) if self.baseline else None
@@ -286,7 +289,7 @@ class Analyzer:
             if not p.present[m]:
                 z = torch.zeros_like(z)
             xs.append(z.view(1, 1, -1))
-        present = torch.tensor([[p.present[m] for m in MODALITIES]], device=self.device)
+        present = to_device(np.array([[p.present[m] for m in MODALITIES]]), self.device)
         return tuple(xs), present
 
     @torch.inference_mode()
@@ -299,7 +302,7 @@ class Analyzer:
             parts.append(routing_t[0])
         if self._baseline_forward is not None:
             parts.append(self._baseline_forward(xs, present)[0][0])
-        host = torch.cat(parts).float().cpu().numpy().astype(np.float64)  # the one device -> host copy
+        host = to_host(torch.cat(parts).float()).astype(np.float64)  # the one device -> host copy
         umq_ms = (time.perf_counter() - t) * 1000
         C, M = len(EMOTIONS), len(MODALITIES)
         probs, q = host[:C], host[C:C + M]

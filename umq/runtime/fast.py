@@ -1,15 +1,18 @@
-"""A traced (TorchScript) batch-1 UMQ forward for the live path, used only where it gives identical outputs.
+"""The batch-1 UMQ forward of the live path: eager, traced (TorchScript) or replayed as a CUDA graph, whichever
+is fastest on this machine among those that give eager mode's outputs.
 
 At batch 1 the UMQ forward is ~100 tiny operators; in eager mode Python dispatch dominates (3.4 ms on the
-2-core CPU), traced and frozen it takes 1.3 ms with the same numbers. Tracing records one path through the
-code, so :func:`traced_forward` checks the traced module against eager mode on every combination of present
-modalities (and on zeroed inputs) before it is used, and falls back to eager mode when anything differs or
-tracing fails. ``python -m app bench`` measures both.
+2-core CPU), traced and frozen it takes 1.3 ms with the same numbers. On a GPU the same ~100 operators are ~100
+kernel launches; a CUDA graph launches them as one. Tracing records one path through the code, so every
+candidate is checked against eager mode on every combination of present modalities (and on zeroed inputs)
+before it is used, and dropped when anything differs or building it fails. :func:`choose_forward` then times
+the survivors and keeps the fastest. ``python -m app bench`` reports the choice and the timings.
 """
 from __future__ import annotations
 
 import itertools
 import logging
+import time
 import warnings
 from typing import Callable
 
@@ -49,21 +52,19 @@ def eager_forward(model: nn.Module) -> Forward:
     return run
 
 
-def traced_forward(model: nn.Module, dims: dict[str, int], device: torch.device) -> tuple[Forward, str]:
-    """``(forward, "traced" | "eager (<why>)")``: the traced forward when it matches eager mode, else eager."""
-    eager = _Batch1(model).eval()
+def _trace(eager: nn.Module, dims: dict[str, int], device: torch.device) -> nn.Module:
     gen = torch.Generator().manual_seed(0)
     example = tuple(torch.randn(1, 1, dims[m], generator=gen).to(device) for m in eager.names)
+    present = torch.ones(1, len(eager.names), dtype=torch.bool, device=device)
+    with torch.inference_mode(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # TracerWarnings about Python values: checked against eager mode instead
+        return torch.jit.freeze(torch.jit.trace(eager, example + (present,), check_trace=False).eval())
+
+
+def _mismatch(eager: nn.Module, candidate: Forward, dims: dict[str, int], device: torch.device) -> str | None:
+    """The first presence pattern on which ``candidate`` differs from eager mode, or None."""
+    gen = torch.Generator().manual_seed(1)
     M = len(eager.names)
-    try:
-        with torch.inference_mode(), warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # TracerWarnings about Python values: checked below instead
-            traced = torch.jit.freeze(torch.jit.trace(eager, example + (torch.ones(1, M, dtype=torch.bool,
-                                                                                    device=device),),
-                                                      check_trace=False).eval())
-    except Exception as exc:  # noqa: BLE001 - any tracing failure means: use eager mode
-        log.info("UMQ forward not traced (%s: %s); using eager mode", type(exc).__name__, exc)
-        return eager_forward(model), f"eager (trace failed: {type(exc).__name__})"
     with torch.inference_mode():
         for k, mask in enumerate(itertools.product((True, False), repeat=M)):
             if not any(mask):
@@ -71,12 +72,112 @@ def traced_forward(model: nn.Module, dims: dict[str, int], device: torch.device)
             present = torch.tensor([mask], device=device)
             xs = tuple((torch.randn(1, 1, dims[m], generator=gen) * (k % 3)).to(device) for m in eager.names)
             xs = tuple(x * float(p) for x, p in zip(xs, mask))  # missing modalities arrive as zeros
-            for a, b in zip(eager(*xs, present), traced(*xs, present)):
+            for a, b in zip(eager(*xs, present), candidate(xs, present)):
                 if a.shape != b.shape or (a - b).abs().max().item() > TOLERANCE:
-                    log.warning("traced UMQ forward differs from eager mode for present=%s; using eager mode", mask)
-                    return eager_forward(model), "eager (trace differed)"
+                    return f"present={mask}"
+    return None
+
+
+class _CudaGraphForward:
+    """Replays one captured CUDA graph of ``fn`` on static input buffers (one kernel launch per call).
+
+    The inputs are copied into the captured buffers and the outputs cloned out, because the next replay
+    overwrites them. Only called from one thread (the engine's model stage)."""
+
+    def __init__(self, fn: Forward, dims: dict[str, int], names: tuple[str, ...], device: torch.device) -> None:
+        self.xs = tuple(torch.zeros(1, 1, dims[m], device=device) for m in names)
+        self.present = torch.ones(1, len(names), dtype=torch.bool, device=device)
+        with torch.inference_mode():
+            side = torch.cuda.Stream(device)
+            side.wait_stream(torch.cuda.current_stream(device))
+            with torch.cuda.stream(side):  # warm up outside the capture (allocations, lazy init)
+                for _ in range(3):
+                    fn(self.xs, self.present)
+            torch.cuda.current_stream(device).wait_stream(side)
+            self.graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(self.graph):
+                self.out = fn(self.xs, self.present)
+
+    def __call__(self, xs: tuple[Tensor, ...], present: Tensor):
+        for buf, x in zip(self.xs, xs):
+            buf.copy_(x)
+        self.present.copy_(present)
+        self.graph.replay()
+        return tuple(o.clone() for o in self.out)
+
+
+def _time_ms(fn: Forward, dims: dict[str, int], names: tuple[str, ...], device: torch.device,
+             iters: int) -> float:
+    """Median milliseconds per call at batch 1 (synchronised per call on CUDA, so it is the device's time)."""
+    xs = tuple(torch.randn(1, 1, dims[m]).to(device) for m in names)
+    present = torch.ones(1, len(names), dtype=torch.bool, device=device)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    times = []
+    with torch.inference_mode():
+        for i in range(iters + 5):
+            t = time.perf_counter()
+            fn(xs, present)
+            sync()
+            if i >= 5:  # the first calls pay for lazy initialisation
+                times.append((time.perf_counter() - t) * 1000)
+    return float(sorted(times)[len(times) // 2])
+
+
+def choose_forward(model: nn.Module, dims: dict[str, int], device: torch.device, iters: int = 30
+                   ) -> tuple[Forward, str, dict[str, float | str]]:
+    """``(forward, mode, timings)``: the fastest candidate that matches eager mode on every presence pattern.
+
+    Candidates: ``eager``; ``traced`` (TorchScript, frozen); on CUDA also ``cuda-graph`` (the traced forward,
+    or eager mode where tracing failed, captured once and replayed). ``timings`` maps each candidate to its
+    median milliseconds per call, or to why it was dropped.
+    """
+    device = torch.device(device)
+    eager = _Batch1(model).eval()
+    names = eager.names
+    candidates: dict[str, Forward] = {"eager": eager_forward(model)}
+    timings: dict[str, float | str] = {}
+    try:
+        traced = _trace(eager, dims, device)
+        candidates["traced"] = lambda xs, present: traced(*xs, present)
+    except Exception as exc:  # noqa: BLE001 - any tracing failure means: not this candidate
+        timings["traced"] = f"trace failed: {type(exc).__name__}"
+    if device.type == "cuda":
+        try:
+            base = candidates.get("traced", candidates["eager"])
+            candidates["cuda-graph"] = _CudaGraphForward(base, dims, names, device)
+        except Exception as exc:  # noqa: BLE001
+            timings["cuda-graph"] = f"capture failed: {type(exc).__name__}: {exc}"
+    for name in [n for n in candidates if n != "eager"]:
+        bad = _mismatch(eager, candidates[name], dims, device)
+        if bad is not None:
+            log.warning("%s UMQ forward differs from eager mode for %s; not used", name, bad)
+            timings[name] = f"differed from eager ({bad})"
+            del candidates[name]
+    if len(candidates) == 1:
+        return candidates["eager"], "eager", {**timings, "eager": _time_ms(candidates["eager"], dims, names,
+                                                                             device, iters)}
+    for name, fn in candidates.items():
+        timings[name] = _time_ms(fn, dims, names, device, iters)
+    best = min(candidates, key=lambda n: timings[n])
+    log.info("UMQ forward: %s (%s)", best, ", ".join(f"{n} {timings[n]:.3f} ms" for n in candidates))
+    return candidates[best], best, timings
+
+
+def traced_forward(model: nn.Module, dims: dict[str, int], device: torch.device) -> tuple[Forward, str]:
+    """``(forward, "traced" | "eager (<why>)")``: the traced forward when it matches eager mode, else eager
+    (no timing: the benchmark's fixed "traced" arm)."""
+    eager = _Batch1(model).eval()
+    try:
+        traced = _trace(eager, dims, torch.device(device))
+    except Exception as exc:  # noqa: BLE001 - any tracing failure means: use eager mode
+        log.info("UMQ forward not traced (%s: %s); using eager mode", type(exc).__name__, exc)
+        return eager_forward(model), f"eager (trace failed: {type(exc).__name__})"
 
     def run(xs: tuple[Tensor, ...], present: Tensor):
         return traced(*xs, present)
 
+    bad = _mismatch(eager, run, dims, torch.device(device))
+    if bad is not None:
+        log.warning("traced UMQ forward differs from eager mode for %s; using eager mode", bad)
+        return eager_forward(model), "eager (trace differed)"
     return run, "traced"

@@ -24,6 +24,7 @@ def report(tmp_path_factory):
     cfg = bench.BenchConfig.quick_config(device="cpu", live_s=3.0, live_size=(160, 120), live_fps=10.0,
                                          long_s=4.0, long_size=(160, 120), long_fps=10.0, soak_s=8.0,
                                          batch_sizes=(1, 8), forward_iters=5, naive_windows=3, ab_windows=3,
+                                         ab_replay_s=4.0, ab_live_s=3.0,
                                          demo_path=small,
                                          cache_dir=cache)
     r = bench.run_bench(cfg)
@@ -78,6 +79,18 @@ def test_values_are_sane(report):
     assert _finite_positive(js["naive"]["rtf_ratio_engine_over_naive"])
     pf = js["optimisations"]["parallel_face"]
     assert pf["windows"] == 3
+    vad = js["optimisations"]["vad_batched"]
+    assert vad["windows"] == 3 and vad["available"] and vad["max_abs_difference"] < 1e-4
+    assert _finite_positive(vad["loop_ms"]["p50"]) and _finite_positive(vad["batched_ms"]["p50"])
+    dd = js["optimisations"]["deferred_decode"]
+    assert _finite_positive(dd["rtf_decode_all"]) and _finite_positive(dd["rtf_deferred"]) and dd["session_s"] == 4.0
+    co = js["optimisations"]["cut_on_arrival"]
+    for arm in ("grace_only", "cut_on_arrival"):
+        assert co[arm]["end_to_end"]["n"] > 0 and _finite_positive(co[arm]["capture_to_window"]["p50"])
+    # the grace-only arm waits the whole grace for every window; cutting on arrival does not (a behaviour of
+    # the windower, not a timing target: the grace is 250 ms, a cut on arrival waits for one packet)
+    g, c = co["grace_only"]["capture_to_window"]["p50"], co["cut_on_arrival"]["capture_to_window"]["p50"]
+    assert g >= 250.0 and c < g
     assert _finite_positive(pf["sequential_ms"]["p50"]) and _finite_positive(pf["parallel_ms"]["p50"])
     assert js["audio"]["dropped_samples"] >= 0
     assert js["gpu"]["status"] in ("measured", "not measured")

@@ -38,7 +38,9 @@ class BenchConfig:
     batch_sizes: tuple[int, ...] = (1, 8, 32, 128)
     forward_iters: int = 200
     naive_windows: int | None = None  # None: the whole demo session
-    ab_windows: int = 87  # demo windows per arm of the parallel-face A/B
+    ab_windows: int = 87  # demo windows per arm of the parallel-face and silero-vad A/Bs
+    ab_replay_s: float = 60.0  # generated session replayed with and without deferred frame decoding
+    ab_live_s: float = 20.0  # live capture with grace-only window cuts (the other arm is the live run)
     parallel_face: bool = True  # the engine's Analyzer(parallel=...) (default on, chosen by measurement)
     demo_path: Path = DEMO_SESSION
     cache_dir: Path = CACHE_DIR
@@ -47,6 +49,6 @@ class BenchConfig:
     @classmethod
     def quick_config(cls, **kw) -> "BenchConfig":
         base = dict(live_s=10.0, long_s=20.0, soak_s=180.0, forward_iters=50, naive_windows=20, ab_windows=30,
-                    quick=True)
+                    ab_replay_s=20.0, ab_live_s=6.0, quick=True)
         base.update(kw)
         return cls(**base)

@@ -79,8 +79,10 @@ def _result_latencies(results) -> dict[str, dict]:
     return {k: pct([r.latency_ms.get(k) for r in results]) for k in keys}
 
 
-def measure_live(analyzer, cfg: BenchConfig) -> dict:
-    """Live synthetic capture at ``cfg.live_size``/``cfg.live_fps`` through the engine (latest-wins)."""
+def measure_live(analyzer, cfg: BenchConfig, seconds: float | None = None, cut_on_arrival: bool = True) -> dict:
+    """Live synthetic capture at ``cfg.live_size``/``cfg.live_fps`` through the engine (latest-wins), for
+    ``seconds`` (default ``cfg.live_s``); ``cut_on_arrival=False`` cuts windows only after the grace (the
+    windowing before that optimisation)."""
     from streams.buffer import WindowConfig
     from streams.clock import SessionClock
     from streams.packets import AUDIO_RATE, AudioChunk
@@ -92,7 +94,9 @@ def measure_live(analyzer, cfg: BenchConfig) -> dict:
     clock = SessionClock()
     capture = build_capture(CaptureOptions(source="synthetic", fps=cfg.live_fps, size=cfg.live_size,
                                            transcript="synthetic"), clock)
-    engine = Engine(analyzer.stages(), EngineConfig(window=WindowConfig(video_fps=capture.video_fps),
+    seconds = cfg.live_s if seconds is None else seconds
+    engine = Engine(analyzer.stages(), EngineConfig(window=WindowConfig(video_fps=capture.video_fps,
+                                                                        cut_on_arrival=cut_on_arrival),
                                                     policy="latest"))
     cut_ms: list[float] = []
     windows = []
@@ -121,7 +125,7 @@ def measure_live(analyzer, cfg: BenchConfig) -> dict:
     engine.subscribe(results.append)
     engine.start_live(capture, clock, extra_sinks=(on_packet,))
     with RssSampler(clock.now) as sampler:
-        time.sleep(cfg.live_s)
+        time.sleep(seconds)
         tel = engine.telemetry()
     engine.stop()
     audio.pop("_next")
@@ -133,7 +137,8 @@ def measure_live(analyzer, cfg: BenchConfig) -> dict:
     lat = _result_latencies(results)
     processing = [r.latency_ms.get("perception", 0.0) + r.latency_ms.get("model", 0.0) for r in results]
     return {
-        "seconds": cfg.live_s, "size": list(cfg.live_size), "fps": cfg.live_fps, "policy": "latest",
+        "seconds": seconds, "size": list(cfg.live_size), "fps": cfg.live_fps, "policy": "latest",
+        "cut_on_arrival": cut_on_arrival,
         "windows": tel.windows, "results": tel.results, "dropped": tel.dropped, "errors": tel.errors,
         "video_fps_measured": tel.video_fps,
         "stage_ms": {
@@ -148,9 +153,13 @@ def measure_live(analyzer, cfg: BenchConfig) -> dict:
     }
 
 
-def replay_once(analyzer, path: Path, speed: float | None = None, on_tick: Callable[[Any], None] | None = None
-                ) -> dict:
-    """Replay ``path`` through the engine (``block`` at maximum speed); real-time factor and latencies."""
+def replay_once(analyzer, path: Path, speed: float | None = None, on_tick: Callable[[Any], None] | None = None,
+                decode_all: bool = False) -> dict:
+    """Replay ``path`` through the engine (``block`` at maximum speed); real-time factor and latencies.
+
+    ``decode_all`` decodes every frame as it is read, in the replay thread, as replay did before frames were
+    decoded on first use (the "before" arm of that optimisation)."""
+    from streams.packets import VideoFrame
     from streams.replay import Replay
 
     from ..engine import Engine, EngineConfig
@@ -161,7 +170,11 @@ def replay_once(analyzer, path: Path, speed: float | None = None, on_tick: Calla
     missing = []
     engine.subscribe(results.append)
     engine.on_window(lambda w: missing.append(w.audio.health.missing if w.audio.health.present else 0))
-    replay = Replay(path, speed=speed)
+    def decode(packet) -> None:
+        if isinstance(packet, VideoFrame):
+            packet.image  # noqa: B018 - the access decodes
+
+    replay = Replay(path, speed=speed, sink=decode if decode_all else None)
     t = time.perf_counter()
     engine.start_replay(replay)
     if on_tick is not None:
@@ -375,3 +388,32 @@ def measure_parallel_face(analyzer, path: Path, max_windows: int) -> dict:
     return {"windows": len(windows), "engine_default": "parallel" if default is not None else "sequential",
             "sequential_ms": seq, "parallel_ms": par,
             "p50_speedup": seq["p50"] / par["p50"] if par["p50"] else None}
+
+
+def measure_vad(path: Path, max_windows: int) -> dict:
+    """silero-vad per window: all chunks at once (the default) against silero's own per-chunk loop, on the audio
+    of ``path``'s windows, alternating windows so background load hits both arms alike."""
+    import itertools
+
+    from streams.replay import Replay
+    from umq.perception.voice import SileroVAD
+
+    SileroVAD.model()
+    batched = SileroVAD._batched
+    clips = [w.audio.samples for w in itertools.islice(Replay(path, speed=None).windows(), max_windows)]
+    times: dict[str, list[float]] = {"loop": [], "batched": []}
+    worst = 0.0
+    try:
+        for x in clips:
+            out = {}
+            for arm in ("loop", "batched"):
+                SileroVAD._batched = batched if arm == "batched" else None
+                t = time.perf_counter()
+                out[arm] = SileroVAD.probs(x)
+                times[arm].append((time.perf_counter() - t) * 1000.0)
+            worst = max(worst, float(np.abs(out["loop"] - out["batched"]).max()))
+    finally:
+        SileroVAD._batched = batched
+    loop, fast = pct(times["loop"]), pct(times["batched"])
+    return {"windows": len(clips), "available": batched is not None, "loop_ms": loop, "batched_ms": fast,
+            "p50_speedup": loop["p50"] / fast["p50"] if fast["p50"] else None, "max_abs_difference": worst}

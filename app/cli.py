@@ -458,6 +458,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     setup_logging(args.verbose, args.quiet)
+    if getattr(args, "device", None):  # before any work: a GPU run must not become a CPU run, or a traceback
+        from umq.device import DeviceError, pick_device
+
+        try:
+            pick_device(args.device)
+        except DeviceError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return EXIT_USAGE
     if args.command == "record":
         return cmd_record(args)
     if args.command == "replay":

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from umq.device import to_device, to_host
+from umq.device import DeviceError, pick_device, to_device, to_host
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (none on the CI machine)")
 
@@ -17,6 +17,24 @@ def test_cpu_transfers_share_memory_instead_of_copying():
     assert np.array_equal(to_host(t * 2), a * 2)
     strided = a[:, ::2]  # not contiguous: made contiguous, same values
     assert np.array_equal(to_device(strided, "cpu").numpy(), strided)
+
+
+def test_a_device_that_is_not_here_is_a_clear_error_not_a_cpu_run():
+    for name in ("nonsense", "mps", "cuda:99"):
+        with pytest.raises(DeviceError, match=f"device '{name}'"):
+            pick_device(name)
+    if not torch.cuda.is_available():
+        with pytest.raises(DeviceError, match="CUDA is not available on this machine.*use --device cpu"):
+            pick_device("cuda")
+    assert pick_device("cpu").type == "cpu"
+
+
+def test_cli_refuses_a_missing_device_before_doing_anything(capsys, tmp_path):
+    from app.cli import main
+
+    out = tmp_path / "r.jsonl"
+    assert main(["-q", "replay", "assets/demo_session", "--headless", "--out", str(out), "--device", "cuda:99"]) == 2
+    assert "error: device 'cuda:99'" in capsys.readouterr().err and not out.exists()
 
 
 @cuda

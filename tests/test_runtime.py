@@ -4,7 +4,6 @@ Inputs: scikit-image's public-domain astronaut photo, espeak-ng speech, typed te
 """
 from __future__ import annotations
 
-import dataclasses
 import shutil
 import subprocess
 

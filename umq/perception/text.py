@@ -23,7 +23,7 @@ import re
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import TYPE_CHECKING, Iterable, Sequence
 
 import numpy as np
 import torch
@@ -31,6 +31,9 @@ from torch import Tensor
 
 from umq.data.text import normalize_text
 from umq.perception.packaged import packaged_model_dir
+
+if TYPE_CHECKING:  # imported lazily at run time (it loads the lexicon)
+    from umq.perception.text_cues import TextCues
 
 EMBED_DIM = 384
 MINILM_REQUIRED_FILES: tuple[str, ...] = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",

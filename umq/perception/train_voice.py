@@ -41,7 +41,7 @@ import torch.nn.functional as F
 from umq.labels import EMOTIONS, canonical
 
 from . import audio_corrupt as ac
-from .voice import (F0_CHANNEL, MEMORY_FRAMES, N_FEATURES, N_MELS, PRIOR_FRAMES, FeatureStats, SileroVAD,
+from .voice import (MEMORY_FRAMES, N_FEATURES, N_MELS, PRIOR_FRAMES, FeatureStats, SileroVAD,
                     apply_norm, frame_valid, mean_std, moments, n_frames, normalizer_weights, raw_features,
                     sanitize, speech_frames)
 from .voice_net import (DEFAULT_CONFIG, DEFAULT_WEIGHTS, VoiceEmotionNet, classification_report,

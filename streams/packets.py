@@ -95,10 +95,6 @@ class VideoFrame:
         """Whether the image exists in memory (always for frames made from an image)."""
         return self._image is not None
 
-    def with_image(self, image: np.ndarray) -> VideoFrame:
-        """The same frame (time, index) with another image."""
-        return VideoFrame(self.t, image, self.index)
-
     def __setattr__(self, name, value):
         raise AttributeError(f"VideoFrame is immutable (cannot set {name})")
 

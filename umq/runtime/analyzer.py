@@ -122,8 +122,8 @@ class Analyzer:
         self.forward_timings: dict = {}
         if fast:  # the fastest forward that matches eager mode, measured here (see umq/runtime/fast.py)
             self._forward, self.forward_mode, self.forward_timings = choose_forward(self.model, DIMS, self.device)
-            self._baseline_forward = (choose_forward(self.baseline, DIMS, self.device)[0] if self.baseline
-                                      else None)
+            self._baseline_forward = (choose_forward(self.baseline, DIMS, self.device, name="baseline")[0]
+                                      if self.baseline else None)
         else:
             self._forward, self.forward_mode = eager_forward(self.model), "eager"
             self._baseline_forward = eager_forward(self.baseline) if self.baseline else None

@@ -123,13 +123,13 @@ def _time_ms(fn: Forward, dims: dict[str, int], names: tuple[str, ...], device: 
     return float(sorted(times)[len(times) // 2])
 
 
-def choose_forward(model: nn.Module, dims: dict[str, int], device: torch.device, iters: int = 30
-                   ) -> tuple[Forward, str, dict[str, float | str]]:
+def choose_forward(model: nn.Module, dims: dict[str, int], device: torch.device, iters: int = 30,
+                   name: str = "UMQ") -> tuple[Forward, str, dict[str, float | str]]:
     """``(forward, mode, timings)``: the fastest candidate that matches eager mode on every presence pattern.
 
     Candidates: ``eager``; ``traced`` (TorchScript, frozen); on CUDA also ``cuda-graph`` (the traced forward,
     or eager mode where tracing failed, captured once and replayed). ``timings`` maps each candidate to its
-    median milliseconds per call, or to why it was dropped.
+    median milliseconds per call, or to why it was dropped. ``name`` labels the log lines.
     """
     device = torch.device(device)
     eager = _Batch1(model).eval()
@@ -147,19 +147,19 @@ def choose_forward(model: nn.Module, dims: dict[str, int], device: torch.device,
             candidates["cuda-graph"] = _CudaGraphForward(base, dims, names, device)
         except Exception as exc:  # noqa: BLE001
             timings["cuda-graph"] = f"capture failed: {type(exc).__name__}: {exc}"
-    for name in [n for n in candidates if n != "eager"]:
-        bad = _mismatch(eager, candidates[name], dims, device)
+    for form in [n for n in candidates if n != "eager"]:
+        bad = _mismatch(eager, candidates[form], dims, device)
         if bad is not None:
-            log.warning("%s UMQ forward differs from eager mode for %s; not used", name, bad)
-            timings[name] = f"differed from eager ({bad})"
-            del candidates[name]
+            log.warning("%s %s forward differs from eager mode for %s; not used", form, name, bad)
+            timings[form] = f"differed from eager ({bad})"
+            del candidates[form]
     if len(candidates) == 1:
         return candidates["eager"], "eager", {**timings, "eager": _time_ms(candidates["eager"], dims, names,
                                                                              device, iters)}
-    for name, fn in candidates.items():
-        timings[name] = _time_ms(fn, dims, names, device, iters)
+    for form, fn in candidates.items():
+        timings[form] = _time_ms(fn, dims, names, device, iters)
     best = min(candidates, key=lambda n: timings[n])
-    log.info("UMQ forward: %s (%s)", best, ", ".join(f"{n} {timings[n]:.3f} ms" for n in candidates))
+    log.info("%s forward: %s (%s)", name, best, ", ".join(f"{n} {timings[n]:.3f} ms" for n in candidates))
     return candidates[best], best, timings
 
 

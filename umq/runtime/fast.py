@@ -123,6 +123,26 @@ def _time_ms(fn: Forward, dims: dict[str, int], names: tuple[str, ...], device: 
     return float(sorted(times)[len(times) // 2])
 
 
+def _verified_trace(eager: nn.Module, dims: dict[str, int], device: torch.device, name: str
+                    ) -> tuple[Forward | None, str]:
+    """``(traced forward, "")`` when tracing works and matches eager mode on every presence pattern, else
+    ``(None, why not)``."""
+    try:
+        traced = _trace(eager, dims, device)
+    except Exception as exc:  # noqa: BLE001 - any tracing failure means: not this candidate
+        log.info("%s forward not traced (%s: %s)", name, type(exc).__name__, exc)
+        return None, f"trace failed: {type(exc).__name__}"
+
+    def run(xs: tuple[Tensor, ...], present: Tensor):
+        return traced(*xs, present)
+
+    bad = _mismatch(eager, run, dims, device)
+    if bad is not None:
+        log.warning("traced %s forward differs from eager mode for %s; not used", name, bad)
+        return None, f"differed from eager ({bad})"
+    return run, ""
+
+
 def choose_forward(model: nn.Module, dims: dict[str, int], device: torch.device, iters: int = 30,
                    name: str = "UMQ") -> tuple[Forward, str, dict[str, float | str]]:
     """``(forward, mode, timings)``: the fastest candidate that matches eager mode on every presence pattern.
@@ -133,51 +153,34 @@ def choose_forward(model: nn.Module, dims: dict[str, int], device: torch.device,
     """
     device = torch.device(device)
     eager = _Batch1(model).eval()
-    names = eager.names
     candidates: dict[str, Forward] = {"eager": eager_forward(model)}
     timings: dict[str, float | str] = {}
-    try:
-        traced = _trace(eager, dims, device)
-        candidates["traced"] = lambda xs, present: traced(*xs, present)
-    except Exception as exc:  # noqa: BLE001 - any tracing failure means: not this candidate
-        timings["traced"] = f"trace failed: {type(exc).__name__}"
+    traced, why = _verified_trace(eager, dims, device, name)
+    if traced is not None:
+        candidates["traced"] = traced
+    else:
+        timings["traced"] = why
     if device.type == "cuda":
         try:
-            base = candidates.get("traced", candidates["eager"])
-            candidates["cuda-graph"] = _CudaGraphForward(base, dims, names, device)
+            graph = _CudaGraphForward(candidates.get("traced", candidates["eager"]), dims, eager.names, device)
         except Exception as exc:  # noqa: BLE001
             timings["cuda-graph"] = f"capture failed: {type(exc).__name__}: {exc}"
-    for form in [n for n in candidates if n != "eager"]:
-        bad = _mismatch(eager, candidates[form], dims, device)
-        if bad is not None:
-            log.warning("%s %s forward differs from eager mode for %s; not used", form, name, bad)
-            timings[form] = f"differed from eager ({bad})"
-            del candidates[form]
-    if len(candidates) == 1:
-        return candidates["eager"], "eager", {**timings, "eager": _time_ms(candidates["eager"], dims, names,
-                                                                             device, iters)}
+        else:
+            bad = _mismatch(eager, graph, dims, device)
+            if bad is None:
+                candidates["cuda-graph"] = graph
+            else:
+                log.warning("cuda-graph %s forward differs from eager mode for %s; not used", name, bad)
+                timings["cuda-graph"] = f"differed from eager ({bad})"
     for form, fn in candidates.items():
-        timings[form] = _time_ms(fn, dims, names, device, iters)
+        timings[form] = _time_ms(fn, dims, eager.names, device, iters)
     best = min(candidates, key=lambda n: timings[n])
     log.info("%s forward: %s (%s)", name, best, ", ".join(f"{n} {timings[n]:.3f} ms" for n in candidates))
     return candidates[best], best, timings
 
 
 def traced_forward(model: nn.Module, dims: dict[str, int], device: torch.device) -> tuple[Forward, str]:
-    """``(forward, "traced" | "eager (<why>)")``: the traced forward when it matches eager mode, else eager
-    (no timing: the benchmark's fixed "traced" arm)."""
-    eager = _Batch1(model).eval()
-    try:
-        traced = _trace(eager, dims, torch.device(device))
-    except Exception as exc:  # noqa: BLE001 - any tracing failure means: use eager mode
-        log.info("UMQ forward not traced (%s: %s); using eager mode", type(exc).__name__, exc)
-        return eager_forward(model), f"eager (trace failed: {type(exc).__name__})"
-
-    def run(xs: tuple[Tensor, ...], present: Tensor):
-        return traced(*xs, present)
-
-    bad = _mismatch(eager, run, dims, torch.device(device))
-    if bad is not None:
-        log.warning("traced UMQ forward differs from eager mode for %s; using eager mode", bad)
-        return eager_forward(model), "eager (trace differed)"
-    return run, "traced"
+    """``(forward, "traced" | "eager (<why>)")``: the traced forward when it matches eager mode, else eager;
+    no timing (:func:`choose_forward`'s traced candidate on its own)."""
+    fn, why = _verified_trace(_Batch1(model).eval(), dims, torch.device(device), "UMQ")
+    return (fn, "traced") if fn is not None else (eager_forward(model), f"eager ({why})")

@@ -225,9 +225,7 @@ def cmd_record(args: argparse.Namespace) -> int:
             # wake on every camera/microphone packet (a window is cut once its streams pass t1) and at least
             # every 20 ms (the grace deadline of a stalled stream), as the live engine does
             limit = args.seconds - now if args.seconds is not None else 0.02
-            buffer.arrived.wait(max(0.0, min(0.02, limit)))
-            buffer.arrived.clear()
-            emit(windower.due(clock.now()))
+            emit(windower.wait_due(clock.now, max(0.0, min(0.02, limit))))
         t_stop = clock.now()
         emit(windower.due(t_stop, final=True))
     finally:

@@ -206,11 +206,8 @@ class Engine:
     def _window_loop(self, windower: Windower) -> None:
         """Cut windows as soon as they are complete: woken by every camera/microphone packet (a window is cut
         the moment its streams pass ``t1``), and every ``tick_s`` for the grace deadline of a stalled stream."""
-        arrived = windower.buffer.arrived
         while not self._stop.is_set():
-            arrived.wait(self.config.tick_s)
-            arrived.clear()
-            for w in windower.due(self.clock.now()):
+            for w in windower.wait_due(self.clock.now, self.config.tick_s):
                 self._submit(w)
 
     def _submit(self, window: Window) -> None:

@@ -12,6 +12,7 @@ import logging
 import math
 import threading
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
@@ -229,6 +230,13 @@ class Windower:
             out.append(self.make(self._next_index))
             self._next_index += 1
         return out
+
+    def wait_due(self, now: Callable[[], float], timeout: float) -> list[Window]:
+        """Live: wait until a camera/microphone packet arrives (it may complete a window) or ``timeout`` passes
+        (the grace deadline of a stalled stream), then :meth:`due` at ``now()``."""
+        self.buffer.arrived.wait(timeout)
+        self.buffer.arrived.clear()  # before due(): a packet arriving from here on wakes the next call
+        return self.due(now())
 
     def _ready(self, t1: float, now: float, final: bool) -> bool:
         if t1 > now + 1e-9:

@@ -48,10 +48,12 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
 
 
 def main(args: argparse.Namespace) -> int:
+    from umq.device import DeviceError
+
     cfg = config_from_args(args)
     try:
         report = run_bench(cfg, progress=lambda s: print(f"[bench] {s}", file=sys.stderr, flush=True))
-    except RuntimeError as exc:
+    except (RuntimeError, DeviceError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(format_table(report))

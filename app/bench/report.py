@@ -41,10 +41,10 @@ def run_bench(cfg: BenchConfig, progress: Callable[[str], None] = lambda s: None
     """Every measurement of one run, as a JSON-ready dict."""
     import torch
 
+    from umq.device import pick_device
     from umq.runtime.analyzer import Analyzer
 
-    if cfg.device and cfg.device.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError("--device cuda asked for, but CUDA is not available here (GPU numbers: not measured)")
+    pick_device(cfg.device)  # DeviceError before anything runs: a GPU run must not silently become a CPU run
     t_all = time.perf_counter()
     report: dict[str, Any] = {"config": {k: (str(v) if isinstance(v, Path) else v)
                                          for k, v in dataclasses.asdict(cfg).items()}}

@@ -3,8 +3,8 @@
 Packets of all modalities are merged by *arrival* time (when the live buffer received them; for files: a frame
 at its time, audio and text once complete) onto a :class:`~streams.clock.SimulatedClock`. Windows are cut as
 the live loop cuts them (once the streams have delivered past ``t1``, or when simulated time passes
-``t1 + grace``), so a replayed session yields the same windows the recording process saw: same grid, same presence, same reasons (modalities that had no source keep the
-reason recorded live). ``speed=None`` runs as fast as possible and is deterministic; ``speed=1.0`` paces against
+``t1 + grace``), so a replayed session yields the same windows the recording process saw: same grid, same
+presence, same reasons (modalities that had no source keep the reason recorded live). ``speed=None`` runs as fast as possible and is deterministic; ``speed=1.0`` paces against
 the wall clock for demos.
 """
 from __future__ import annotations

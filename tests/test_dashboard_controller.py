@@ -80,7 +80,7 @@ def test_synthetic_live_session_records_and_takes_typed_lines(ctl):
     ctl.start_live(CaptureOptions(source="synthetic", transcript="none"))
     out = ctl.start_recording()
     assert ctl.type_line("this is a typed line")
-    assert wait_for(lambda: any("typed line" in r.extra.get("text", "") for r in ctl.state().history), timeout=30)
+    assert wait_for(lambda: any("typed line" in r.transcript for r in ctl.state().history), timeout=30)
     time.sleep(0.5)
     saved = ctl.stop_recording()
     ctl.stop()
@@ -109,9 +109,9 @@ def test_asr_turns_browser_microphone_speech_into_transcript_lines(ctl):
         for k, a in enumerate(range(0, len(x) + len(pad), chunk)):  # real time: 100 ms chunks every 100 ms
             ctl.push_browser_audio(sr, np.concatenate([x, pad])[a:a + chunk])
             time.sleep(0.1)
-        assert wait_for(lambda: any("happy" in r.extra.get("text", "").lower() for r in ctl.state().history),
-                        timeout=60), [r.extra.get("text") for r in ctl.state().history]
-        r = next(r for r in ctl.state().history if "happy" in r.extra.get("text", "").lower())
-        assert r.state["text"] != "missing" and r.extra["cues"]["text"]["asr_confidence"] is not None
+        assert wait_for(lambda: any("happy" in r.transcript.lower() for r in ctl.state().history),
+                        timeout=60), [r.transcript for r in ctl.state().history]
+        r = next(r for r in ctl.state().history if "happy" in r.transcript.lower())
+        assert r.state["text"] != "missing" and r.modalities["text"].cues["asr_confidence"] is not None
     finally:
         ctl.stop()

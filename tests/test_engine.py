@@ -2,6 +2,8 @@
 speed analyses every window, and a camera stop reaches the results within one hop."""
 from __future__ import annotations
 
+import json
+
 import threading
 import time
 
@@ -15,7 +17,7 @@ from streams.clock import SessionClock
 from streams.packets import Modality
 from streams.replay import Replay
 from streams.synthetic import SyntheticCamera, SyntheticMicrophone
-from umq.result import Result
+from umq.result import FaceReport, ModalityReport, Prediction, Result
 
 LABELS = ("neutral", "happy")
 
@@ -25,9 +27,8 @@ def health_result(window) -> Result:
     h = window.healths
     return Result(index=window.index, t0=window.t0, t1=window.t1, probs={"neutral": 0.5, "happy": 0.5},
                   label="neutral", confidence=0.5,
-                  quality={m.value: float(h[m].present) for m in Modality},
-                  state={m.value: "ok" if h[m].present else "missing" for m in Modality},
-                  reason={m.value: h[m].reason for m in Modality}, health=window.to_json())
+                  modalities={m.value: ModalityReport(float(h[m].present), "ok" if h[m].present else "missing",
+                                                      h[m].reason) for m in Modality}, health=window.to_json())
 
 
 def synthetic_capture(off=()):
@@ -137,15 +138,29 @@ def test_replay_at_max_speed_analyses_every_window(tmp_path):
 
 def test_result_rejects_bad_values():
     ok = dict(index=0, t0=0.0, t1=2.0, probs={"neutral": 0.4, "happy": 0.6}, label="happy", confidence=0.6,
-              quality={"video": 1.0}, state={"video": "ok"}, reason={"video": ""})
+              modalities={"video": ModalityReport(1.0, "ok")})
     assert Result(**ok).to_json()["label"] == "happy"
     with pytest.raises(ValueError, match="sum to 1"):
         Result(**{**ok, "probs": {"neutral": 0.4, "happy": 0.4}})
     with pytest.raises(ValueError, match="finite"):
         Result(**{**ok, "probs": {"neutral": float("nan"), "happy": 0.6}})
-    with pytest.raises(ValueError, match="quality of video"):
-        Result(**{**ok, "quality": {"video": 1.5}})
-    with pytest.raises(ValueError, match="state of video"):
-        Result(**{**ok, "state": {"video": "great"}})
-    r = Result(**ok)
+    with pytest.raises(ValueError, match="quality must be in"):
+        ModalityReport(1.5, "ok")
+    with pytest.raises(ValueError, match="state must be one of"):
+        ModalityReport(1.0, "great")
+    with pytest.raises(ValueError, match="no label"):
+        Result(**{**ok, "no_evidence": True})
+    with pytest.raises(ValueError, match="not one of"):
+        Result(**{**ok, "label": ""})
+    r = Result(**{**ok, "baseline": Prediction({"neutral": 0.7, "happy": 0.3}), "transcript": "hi",
+                  "faces": (FaceReport(3, (1, 2, 30, 40), True, 0.9, Prediction({"neutral": 0.1, "happy": 0.9})),),
+                  "modalities": {"video": ModalityReport(0.4, "low", "too dark", ("too dark",), {"brightness": 0.05},
+                                                         Prediction({"neutral": 0.2, "happy": 0.8}))}})
+    assert Result.from_json(json.loads(json.dumps(r.to_json()))) == r
+    assert r.baseline.label == "neutral" and r.primary_face.prediction.label == "happy"
+    old = {"index": 0, "t0": 0.0, "t1": 2.0, "probs": {"neutral": 0.4, "happy": 0.6}, "label": "happy",
+           "confidence": 0.6, "quality": {"video": 0.9}, "state": {"video": "ok"}, "reason": {"video": ""},
+           "extra": {"baseline": {"probs": {"neutral": 1.0, "happy": 0.0}, "label": "neutral"}, "text": "x"}}
+    v1 = Result.from_json(old)  # schema-1 lines (written before the typed report) still read
+    assert v1.quality == {"video": 0.9} and v1.baseline.label == "neutral" and v1.transcript == "x"
     assert Result.from_json(r.to_json()) == r

@@ -22,9 +22,7 @@ def analyzer():
 def _run(analyzer, windows, parallel: bool):
     analyzer.reset()
     analyzer._text_cache.clear()
-    pool = analyzer._face_pool
-    if not parallel:
-        analyzer._face_pool = None
+    analyzer.parallel = parallel
     try:
         out = []
         for w in windows:
@@ -33,23 +31,26 @@ def _run(analyzer, windows, parallel: bool):
             out.append((p, r))
         return out
     finally:
-        analyzer._face_pool = pool
+        analyzer.parallel = True
 
 
 def test_parallel_face_gives_identical_outputs(analyzer):
-    assert analyzer._face_pool is not None
+    assert analyzer.parallel
     # windows 0-13 and 30-35 of the demo: face found, dark, camera off (missing video), speech and text
     windows = list(itertools.islice(Replay(DEMO, speed=None).windows(), 36))
     windows = windows[:14] + windows[30:36]
     seq = _run(analyzer, windows, parallel=False)
     par = _run(analyzer, windows, parallel=True)
-    assert any(p.present["face"] for p, _ in seq) and any(not p.present["face"] for p, _ in seq)
+    assert any(p.modalities["video"].present for p, _ in seq) and any(not p.modalities["video"].present
+                                                                       for p, _ in seq)
     for (ps, rs), (pp, rp) in zip(seq, par):
-        assert list(pp.x) == list(ps.x) == ["face", "voice", "text"]
-        for m in ps.x:
-            assert torch.equal(ps.x[m], pp.x[m]), m
-        assert ps.present == pp.present and ps.reason == pp.reason and ps.cues == pp.cues
-        assert ps.cue_problem == pp.cue_problem and ps.face_box == pp.face_box and ps.text == pp.text
-        assert list(ps.reason) == list(pp.reason) and list(pp.latency_ms) == ["face", "voice", "text"]
+        assert list(pp.modalities) == list(ps.modalities) == ["video", "audio", "text"]
+        for m, a in ps.modalities.items():
+            b = pp.modalities[m]
+            assert torch.equal(a.x, b.x), m
+            assert (a.present, a.reason, a.flags, a.cues, a.idle) == (b.present, b.reason, b.flags, b.cues, b.idle)
+            assert (a.probs is None) == (b.probs is None) and (a.probs is None or torch.equal(a.probs, b.probs))
+        assert ps.faces == pp.faces and ps.text == pp.text and list(pp.latency_ms) == ["face", "voice", "text"]
         assert rs.probs == rp.probs and rs.quality == rp.quality and rs.state == rp.state
-        assert rs.reason == rp.reason and rs.routing == rp.routing and rs.extra == rp.extra
+        assert rs.reason == rp.reason and rs.routing == rp.routing and rs.faces == rp.faces
+        assert rs.modalities == rp.modalities

@@ -80,8 +80,8 @@ def test_clean_window_gives_a_valid_result_with_every_modality_present(analyzer,
     assert set(r.quality) == {"video", "audio", "text"}
     assert r.state["video"] != "missing" and r.state["audio"] != "missing" and r.state["text"] != "missing", r.reason
     assert r.quality["video"] > 0.5 and r.quality["audio"] > 0.5 and r.quality["text"] > 0.5, r.quality
-    assert abs(sum(r.routing) - 1) < 1e-3 and r.extra["baseline"]["label"] in r.probs
-    assert r.extra["face_box"] and {"face_ms", "voice_ms", "text_ms", "umq_ms"} <= set(r.latency_ms)
+    assert abs(sum(r.routing) - 1) < 1e-3 and r.baseline is not None and r.baseline.label in r.probs
+    assert r.primary_face is not None and {"face_ms", "voice_ms", "text_ms", "umq_ms"} <= set(r.latency_ms)
 
 
 @pytest.mark.parametrize("settings, modality, reason", [
@@ -108,4 +108,20 @@ def test_quality_falls_with_the_severity_of_a_real_degradation(analyzer, clean_w
 
 def test_dark_frames_are_reported(analyzer, clean_window):
     r = _analyse(analyzer, clean_window, LabSettings(dark=0.9))
-    assert r.state["video"] in ("low", "missing") and ("dark" in r.reason["video"] or "no face" in r.reason["video"])
+    video = r.modalities["video"]
+    assert (video.state == "missing" and "no face" in video.reason) or "too dark" in video.flags, video
+
+
+def test_all_inputs_missing_names_no_class(analyzer, clean_window):
+    r = _analyse(analyzer, clean_window, LabSettings(camera_off=True, mute=True, no_transcript=True))
+    assert r.no_evidence and r.label == "" and set(r.state.values()) <= {"missing", "idle"}, r.state
+    assert r.to_json()["label"] == "" and r.to_json()["no_evidence"] is True
+
+
+def test_each_present_modality_reports_its_own_prediction(analyzer, clean_window):
+    r = _analyse(analyzer, clean_window)
+    for m in ("video", "audio", "text"):
+        pred = r.modalities[m].prediction
+        assert pred is not None and abs(sum(pred.probs.values()) - 1) < 1e-3 and pred.label in r.probs, m
+    muted = _analyse(analyzer, clean_window, LabSettings(mute=True))
+    assert muted.modalities["audio"].prediction is None

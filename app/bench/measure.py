@@ -281,7 +281,7 @@ def measure_live_forward(analyzer, iters: int) -> dict:
     g = torch.Generator().manual_seed(1)
     xs = tuple(torch.randn(1, 1, DIMS[m], generator=g).to(dev) for m in MODALITIES)
     present = torch.ones(1, len(MODALITIES), dtype=torch.bool, device=dev)
-    arms = {"eager": eager_forward(analyzer.model), "live": analyzer._forward}
+    arms = {"eager": eager_forward(analyzer.model), "live": analyzer.forward}
     times: dict[str, list[float]] = {k: [] for k in arms}
     with torch.inference_mode():
         for _ in range(max(5, iters // 10)):
@@ -337,7 +337,7 @@ def measure_naive(analyzer, path: Path, max_windows: int | None) -> dict:
     naive = copy.copy(analyzer)
     naive.face = _naive_face(analyzer)
     naive._text_cache = _NoCache()
-    naive._face_pool, naive._face_job = None, None  # synchronous: face, then voice, then text
+    naive._face_pool, naive._face_job = None, None  # the copy runs synchronously: face, then voice, then text
     per_window, face_ms, n, t1 = [], [], 0, 0.0
     t = time.perf_counter()
     for w in Replay(path, speed=None).windows():
@@ -364,28 +364,22 @@ def measure_parallel_face(analyzer, path: Path, max_windows: int) -> dict:
 
     from streams.replay import Replay
 
-    import concurrent.futures
-
     windows = list(itertools.islice(Replay(path, speed=None).windows(), max_windows))
-    own = analyzer._face_pool is None
-    pool = analyzer._face_pool or concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="perception-face")
-    default = analyzer._face_pool
+    default = analyzer.parallel
     times: dict[str, list[float]] = {"sequential": [], "parallel": []}
     try:
         for mode in ("sequential", "parallel") * 2:  # two passes per arm, interleaved, each from a fresh state
-            analyzer._face_pool = pool if mode == "parallel" else None
+            analyzer.parallel = mode == "parallel"
             analyzer.reset()
             for w in windows:
                 t = time.perf_counter()
                 analyzer.perceive(w)
                 times[mode].append((time.perf_counter() - t) * 1000.0)
     finally:
-        analyzer._face_pool = default
+        analyzer.parallel = default
         analyzer.reset()
-        if own:
-            pool.shutdown()
     seq, par = pct(times["sequential"]), pct(times["parallel"])
-    return {"windows": len(windows), "engine_default": "parallel" if default is not None else "sequential",
+    return {"windows": len(windows), "engine_default": "parallel" if default else "sequential",
             "sequential_ms": seq, "parallel_ms": par,
             "p50_speedup": seq["p50"] / par["p50"] if par["p50"] else None}
 
@@ -398,22 +392,17 @@ def measure_vad(path: Path, max_windows: int) -> dict:
     from streams.replay import Replay
     from umq.perception.voice import SileroVAD
 
-    SileroVAD.model()
-    batched = SileroVAD._batched
+    available = SileroVAD.batched_available()
     clips = [w.audio.samples for w in itertools.islice(Replay(path, speed=None).windows(), max_windows)]
     times: dict[str, list[float]] = {"loop": [], "batched": []}
     worst = 0.0
-    try:
-        for x in clips:
-            out = {}
-            for arm in ("loop", "batched"):
-                SileroVAD._batched = batched if arm == "batched" else None
-                t = time.perf_counter()
-                out[arm] = SileroVAD.probs(x)
-                times[arm].append((time.perf_counter() - t) * 1000.0)
-            worst = max(worst, float(np.abs(out["loop"] - out["batched"]).max()))
-    finally:
-        SileroVAD._batched = batched
+    for x in clips:
+        out = {}
+        for arm in ("loop", "batched"):
+            t = time.perf_counter()
+            out[arm] = SileroVAD.probs(x, batched=arm == "batched")
+            times[arm].append((time.perf_counter() - t) * 1000.0)
+        worst = max(worst, float(np.abs(out["loop"] - out["batched"]).max()))
     loop, fast = pct(times["loop"]), pct(times["batched"])
-    return {"windows": len(clips), "available": batched is not None, "loop_ms": loop, "batched_ms": fast,
+    return {"windows": len(clips), "available": available, "loop_ms": loop, "batched_ms": fast,
             "p50_speedup": loop["p50"] / fast["p50"] if fast["p50"] else None, "max_abs_difference": worst}

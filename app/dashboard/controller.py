@@ -341,7 +341,7 @@ class DashboardController:
         recent = [r for r in hist if latest is None or r.t1 >= latest.t1 - seconds]
         lines: list[str] = []
         for r in recent:
-            t = (r.extra or {}).get("text", "")
+            t = r.transcript
             if t and (not lines or lines[-1] != t):
                 lines.append(t)
         frame = eng.latest_frame()

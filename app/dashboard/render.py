@@ -19,8 +19,8 @@ MODALITY_TITLES = {"video": "Face (camera)", "audio": "Voice (microphone)", "tex
 EMOTION_COLOURS = {"neutral": "#8c959f", "happy": "#e3b341", "sad": "#1f6feb", "angry": "#cf222e",
                    "fearful": "#8250df", "disgust": "#1a7f37", "surprised": "#fb8500"}
 MODALITY_COLOURS = {"video": "#1f6feb", "audio": "#fb8500", "text": "#1a7f37"}
-STATE_COLOURS = {"ok": "#1a7f37", "low": "#b35900", "missing": "#b42318"}
-BOX_COLOURS = {"ok": (55, 160, 40), "low": (0, 140, 230), "missing": (40, 40, 200)}  # BGR
+STATE_COLOURS = {"ok": "#1a7f37", "low": "#b35900", "missing": "#b42318", "idle": "#5b6770"}
+BOX_COLOURS = {"ok": (55, 160, 40), "low": (0, 140, 230), "missing": (40, 40, 200), "idle": (120, 120, 120)}  # BGR
 
 CSS = """
 .umq-gauges {display: flex; gap: 10px; flex-wrap: wrap;}
@@ -71,14 +71,18 @@ def emotion_label(result: Result | None) -> dict[str, float]:
 
 
 def baseline_label(result: Result | None) -> dict[str, float]:
-    if result is None or "baseline" not in result.extra:
+    if result is None or result.baseline is None:
         return {}
-    return dict(result.extra["baseline"]["probs"])
+    return dict(result.baseline.probs)
 
 
 def headline_html(result: Result | None) -> str:
     if result is None:
         return "<div class='umq-headline' data-label=''>—</div>"
+    if result.no_evidence:
+        return (f"<div class='umq-headline' data-label='' data-no-evidence='1' style='font-size:1.6em;"
+                f"font-weight:700;color:#888'>no usable input <span style='font-size:0.6em;font-weight:400'>"
+                f"(window {result.t0:.1f}–{result.t1:.1f} s)</span></div>")
     return (f"<div class='umq-headline' data-label='{result.label}' data-confidence='{result.confidence:.4f}' "
             f"style='font-size:1.6em;font-weight:700'>{result.label} "
             f"<span style='font-size:0.6em;font-weight:400'>({result.confidence:.0%}, window "
@@ -96,13 +100,14 @@ def routing_html(result: Result | None) -> str:
 
 def compare_html(result: Result | None) -> str:
     """UMQ next to the quality-unaware baseline, for the lab."""
-    if result is None or "baseline" not in result.extra:
+    if result is None or result.baseline is None:
         return "<div class='umq-compare' data-umq='' data-baseline=''>—</div>"
-    b = result.extra["baseline"]
-    return (f"<table class='umq-compare' data-umq='{result.label}' data-baseline='{b['label']}'>"
+    b = result.baseline
+    umq = result.label or "no usable input"
+    return (f"<table class='umq-compare' data-umq='{result.label}' data-baseline='{b.label}'>"
             f"<tr><th>UMQ (quality-aware)</th><th>MoE (quality-unaware)</th></tr>"
-            f"<tr><td><b>{result.label}</b> {result.confidence:.0%}</td>"
-            f"<td><b>{b['label']}</b> {max(b['probs'].values()):.0%}</td></tr></table>")
+            f"<tr><td><b>{umq}</b> {result.confidence:.0%}</td>"
+            f"<td><b>{b.label}</b> {b.confidence:.0%}</td></tr></table>")
 
 
 def emotion_frame(history: list[Result]) -> pd.DataFrame:
@@ -150,11 +155,13 @@ def overlay(frame_bgr: np.ndarray | None, result: Result | None, size: tuple[int
     img = frame_bgr.copy()
     if result is not None:
         st = result.state.get("video", "ok")
-        box = result.extra.get("face_box")
-        if box:
-            x, y, w, h = box
-            cv2.rectangle(img, (x, y), (x + w, y + h), BOX_COLOURS[st], 2)
-            cv2.putText(img, f"{result.label} {result.confidence:.0%}", (x, max(12, y - 6)),
+        for face in result.faces:
+            x, y, w, h = face.box
+            cv2.rectangle(img, (x, y), (x + w, y + h), BOX_COLOURS[st], 2 if face.primary else 1)
+            said = f"{face.prediction.label} {face.prediction.confidence:.0%}" if face.prediction else ""
+            if face.primary and not said and result.label:
+                said = f"{result.label} {result.confidence:.0%}"
+            cv2.putText(img, f"#{face.track_id} {said}".strip(), (x, max(12, y - 6)),
                         cv2.FONT_HERSHEY_SIMPLEX, 0.5, BOX_COLOURS[st], 1)
         text = f"video {st.upper()}" + (f": {result.reason['video']}" if result.reason.get("video") else "")
         cv2.rectangle(img, (0, img.shape[0] - 22), (img.shape[1], img.shape[0]), (0, 0, 0), -1)
@@ -167,7 +174,8 @@ def results_csv(history: list[Result]) -> str:
     cols = ["index", "t0", "t1", "label", "confidence"]
     rows = []
     for r in history:
-        row = {"index": r.index, "t0": r.t0, "t1": r.t1, "label": r.label, "confidence": round(r.confidence, 5)}
+        row = {"index": r.index, "t0": r.t0, "t1": r.t1, "label": r.label, "confidence": round(r.confidence, 5),
+               "no_evidence": int(r.no_evidence)}
         row.update({f"p_{e}": round(v, 5) for e, v in r.probs.items()})
         for m in r.quality:
             row[f"quality_{m}"] = round(r.quality[m], 4)

@@ -250,8 +250,17 @@ class SileroVAD:
         return batched
 
     @classmethod
-    def probs(cls, x: np.ndarray) -> np.ndarray:
-        """Speech probability per 512-sample (32 ms) chunk, ``ceil(N / 512)`` values; state reset per call."""
+    def batched_available(cls) -> bool:
+        """True when the all-chunks-at-once form passed its check against silero's loop on load."""
+        cls.model()
+        return cls._batched is not None
+
+    @classmethod
+    def probs(cls, x: np.ndarray, batched: bool = True) -> np.ndarray:
+        """Speech probability per 512-sample (32 ms) chunk, ``ceil(N / 512)`` values; state reset per call.
+
+        ``batched=False`` runs silero's own per-chunk loop (the reference the batched form is checked against;
+        the bench times both)."""
         x = np.asarray(x, np.float32)
         n_chunks = -(-x.shape[0] // VAD_CHUNK)
         if n_chunks == 0:
@@ -263,7 +272,8 @@ class SileroVAD:
             torch.set_num_threads(1)  # small sequential steps: extra threads only add barrier waits
             try:
                 xt = torch.from_numpy(np.ascontiguousarray(x))
-                out = cls._batched(xt) if cls._batched is not None else model.audio_forward(xt[None], SR)[0]
+                fast = cls._batched if batched else None
+                out = fast(xt) if fast is not None else model.audio_forward(xt[None], SR)[0]
             finally:
                 torch.set_num_threads(threads)
         return out[:n_chunks].numpy().astype(np.float32)

@@ -5,13 +5,9 @@ and builds the model's input vectors on the model's device; :meth:`Analyzer.pred
 the quality-unaware baseline and builds the :class:`~umq.result.Result`. Only the final numbers cross back to
 the host, once per window.
 
-State of a modality in the result:
-
-* ``missing``: capture delivered nothing (camera disconnected, no frames, no transcript) or there is nothing to
-  read in what arrived (no face in view, mic silent). The model is told (``present = False``).
-* ``low``: data arrived but the estimated quality is below :data:`LOW_QUALITY`, or a cue flags a problem
-  ("too dark", "noisy: SNR 3 dB", "garbled text"). The reason is the cue's sentence, or the estimate itself.
-* ``ok``: otherwise.
+The state of each modality, the "no usable input" decision and their thresholds are one rule in
+:mod:`umq.runtime.states`; the gauge number is the estimator's score through the quality calibration
+(:mod:`umq.runtime.calibration`). Cue findings travel as flags beside the state.
 """
 from __future__ import annotations
 
@@ -19,7 +15,7 @@ import collections
 import concurrent.futures
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -30,15 +26,19 @@ from umq.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoi
 from umq.device import pick_device, to_device, to_host
 from umq.labels import EMOTIONS
 from umq.perception.text_cues import cues_from_segments
-from umq.result import Result
+from umq.result import FaceReport, ModalityReport, Prediction, Result
+
+from .calibration import QualityCalibration
 
 from .features import DIMS, FEATURE_RECIPE, MODALITIES, face_vector, masked_mean, text_vector, voice_vector
 from .lab import QualityLab
+from .states import LOW_QUALITY, has_evidence, modality_state, state_reason
 
 log = logging.getLogger(__name__)
 
 ASSETS = Path(__file__).resolve().parents[2] / "assets" / "runtime"
-LOW_QUALITY = 0.5
+__all__ = ["ASSETS", "LOW_QUALITY", "Analyzer", "AnalyzerConfig", "ModalityPerception", "Perceived",
+           "load_runtime_model"]
 # the modality names of results (what capture calls them) for the model's face / voice / text inputs
 RESULT_NAMES = {"face": "video", "voice": "audio", "text": "text"}
 
@@ -61,38 +61,55 @@ def load_runtime_model(path: str | Path, device: torch.device | str = "cpu"):
 
 
 @dataclass
-class Perceived:
-    """What perception hands the model stage for one window (vectors on the model's device).
+class ModalityPerception:
+    """What perception found for one modality of one window.
 
     Attributes:
-        x: model modality name -> raw (unstandardised) input vector ``[D]``.
-        present: model modality -> False when the model must treat it as missing.
-        reason: result modality -> why it is missing or poor (empty when fine).
-        cue_problem: result modality -> True when a cue flags a problem although data is present.
-        cues: result modality -> the cues as JSON, for the dashboard.
-        face_box: the newest frame's face box ``(x, y, w, h)`` or None.
+        x: the model's raw (unstandardised) input vector ``[D]`` on the model's device.
+        present: False when the model must treat the modality as missing.
+        reason: why it is missing (capture's or the cue's sentence); empty when present.
+        flags: what the quality cues found ("too dark", "noisy: SNR 3 dB"), empty when nothing.
+        cues: the cues as JSON, for the dashboard and exports.
+        probs: the modality encoder's own class probabilities ``[7]`` on the device, None when it made none.
+        idle: the source is there but had nothing to say (nobody spoke); the model sees it as missing.
+    """
+
+    x: torch.Tensor
+    present: bool
+    reason: str = ""
+    flags: tuple[str, ...] = ()
+    cues: dict = field(default_factory=dict)
+    probs: torch.Tensor | None = None
+    idle: bool = False
+
+
+@dataclass
+class Perceived:
+    """What perception hands the model stage for one window.
+
+    Attributes:
+        modalities: result modality (``video``/``audio``/``text``) -> :class:`ModalityPerception`.
+        faces: every face found in the newest analysed frame, the primary one first.
+        text: the transcript text the text modality read.
         latency_ms: front-end name -> milliseconds.
     """
 
     window: Window
-    x: dict[str, torch.Tensor]
-    present: dict[str, bool]
-    reason: dict[str, str]
-    cue_problem: dict[str, bool]
-    cues: dict[str, dict]
-    face_box: tuple | None = None
+    modalities: dict[str, ModalityPerception]
+    faces: tuple[FaceReport, ...] = ()
     text: str = ""
     latency_ms: dict[str, float] = field(default_factory=dict)
 
 
-class Analyzer:
-    """The runtime analysis. ``stages()`` gives the engine's ``[("perception", ...), ("model", ...)]``.
+@dataclass(frozen=True)
+class AnalyzerConfig:
+    """Options of :class:`Analyzer`.
 
-    Args:
+    Attributes:
         checkpoint: the runtime UMQ checkpoint (default ``assets/runtime/umq.pt``).
         baseline: the quality-unaware comparison model shown in the lab (``None`` to skip it).
+        calibration: the quality calibration (default ``assets/runtime/calibration.json``; identity if absent).
         device: ``cuda``/``cpu``; default CUDA when present.
-        lab: the quality lab whose settings are applied before perception (a fresh one by default).
         vad: use silero-vad in the voice front-end (False only for tests without the model).
         fast: run the UMQ and baseline forwards in the fastest form measured on load among those that match
             eager mode (traced TorchScript: about 2.5x faster at batch 1 on CPU; on CUDA also a CUDA graph);
@@ -100,27 +117,45 @@ class Analyzer:
         parallel: run the face front-end in a helper thread while the voice and text front-ends run in the
             perception thread (OpenCV, the face net and silero-vad release the GIL), so a window's perception
             latency is about the slower of face and voice rather than their sum. The outputs are identical
-            either way: each front-end still sees its windows in order and computes the same thing. On by
-            default: on an idle 2-core machine it cut perception p50 from 83 to 67 ms (``python -m app bench``
-            measures both arms every run as ``optimisations.parallel_face``; ``docs/performance.md``).
+            either way. On by default: on an idle 2-core machine it cut perception p50 from 83 to 67 ms
+            (``python -m app bench`` measures both arms every run as ``optimisations.parallel_face``).
     """
 
-    def __init__(self, checkpoint: str | Path | None = None, baseline: str | Path | None = ASSETS / "moe_unaware.pt",
-                 device: str | None = None, lab: QualityLab | None = None, vad: bool = True,
-                 parallel: bool = True, fast: bool = True) -> None:
+    checkpoint: str | Path | None = None
+    baseline: str | Path | None = ASSETS / "moe_unaware.pt"
+    calibration: str | Path | None = ASSETS / "calibration.json"
+    device: str | None = None
+    vad: bool = True
+    parallel: bool = True
+    fast: bool = True
+
+
+class Analyzer:
+    """The runtime analysis. ``stages()`` gives the engine's ``[("perception", ...), ("model", ...)]``.
+
+    Options are an :class:`AnalyzerConfig` (keyword arguments build one: ``Analyzer(device="cpu")``); ``lab`` is
+    the quality lab whose settings are applied before perception (a fresh one by default). :meth:`close` stops
+    the helper thread; the analyzer is also a context manager.
+    """
+
+    def __init__(self, config: AnalyzerConfig | None = None, *, lab: QualityLab | None = None,
+                 **options) -> None:
         from umq.perception.face import FaceFrontEnd
         from umq.perception.text import TextFrontEnd
         from umq.perception.text_net import load_text_head
         from umq.perception.voice import VoiceFrontEnd
         from umq.perception.voice_net import load_voice_net
 
-        self.device = pick_device(device)
-        self.model, self.mean, self.std, self.ckpt = load_runtime_model(checkpoint or ASSETS / "umq.pt", self.device)
-        self.baseline = load_runtime_model(baseline, self.device)[0] if baseline else None
         from .fast import choose_forward, eager_forward
 
+        cfg = self.config = replace(config or AnalyzerConfig(), **options)
+        self.device = pick_device(cfg.device)
+        self.model, self.mean, self.std, self.ckpt = load_runtime_model(cfg.checkpoint or ASSETS / "umq.pt",
+                                                                        self.device)
+        self.baseline = load_runtime_model(cfg.baseline, self.device)[0] if cfg.baseline else None
+        self.calibration = QualityCalibration.load(cfg.calibration) if cfg.calibration else QualityCalibration()
         self.forward_timings: dict = {}
-        if fast:  # the fastest forward that matches eager mode, measured here (see umq/runtime/fast.py)
+        if cfg.fast:  # the fastest forward that matches eager mode, measured here (see umq/runtime/fast.py)
             self._forward, self.forward_mode, self.forward_timings = choose_forward(self.model, DIMS, self.device)
             self._baseline_forward = (choose_forward(self.baseline, DIMS, self.device, name="baseline")[0]
                                       if self.baseline else None)
@@ -130,14 +165,44 @@ class Analyzer:
         self.lab = lab or QualityLab()
         self.face = FaceFrontEnd(device=self.device)
         self.voice_net = load_voice_net(device=self.device).eval()
-        self.voice = VoiceFrontEnd(self.voice_net, device=self.device, vad=vad)
+        self.voice = VoiceFrontEnd(self.voice_net, device=self.device, vad=cfg.vad)
         self.text_head = load_text_head(device=self.device).eval()
         self.text = TextFrontEnd(head=self.text_head, device=self.device)
         self._text_cache: collections.OrderedDict[str, tuple[torch.Tensor, torch.Tensor]] = collections.OrderedDict()
         self._lab_video = None
-        self._face_pool = (concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="perception-face")
-                           if parallel else None)
+        self._face_pool: concurrent.futures.ThreadPoolExecutor | None = None
+        self.parallel = cfg.parallel
         self._face_job: concurrent.futures.Future | None = None
+
+    @property
+    def parallel(self) -> bool:
+        """Whether the face front-end runs in its helper thread (settable: the bench measures both arms)."""
+        return self._face_pool is not None
+
+    @parallel.setter
+    def parallel(self, on: bool) -> None:
+        if on and self._face_pool is None:
+            self._face_pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="perception-face")
+        elif not on and self._face_pool is not None:
+            if self._face_job is not None:
+                concurrent.futures.wait([self._face_job])
+                self._face_job = None
+            self._face_pool.shutdown(wait=True)
+            self._face_pool = None
+
+    def forward(self, xs, present):
+        """The live-path UMQ forward (the form chosen on load): ``(probs, quality, routing)``."""
+        return self._forward(xs, present)
+
+    def close(self) -> None:
+        """Stop the face helper thread; the analyzer must not be used afterwards."""
+        self.parallel = False
+
+    def __enter__(self) -> Analyzer:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     def stages(self):
         return [("perception", self.perceive), ("model", self.predict)]
@@ -179,9 +244,7 @@ class Analyzer:
             self.face.clear_cache()
             self._lab_video = video_key
         w = self.lab.apply(window, settings)
-        lab_says = w.meta.get("lab", {})
-        x, present, reason, problem, cues, lat = {}, {}, {}, {}, {}, {}
-        box, text = None, ""
+        lat: dict[str, float] = {}
 
         vh = w.video.health
         face_job = face_done = None
@@ -191,74 +254,72 @@ class Analyzer:
                 self._face_job = face_job
             else:  # sequential: face first, as always
                 face_done = self._timed_face(w.video.frames)
-        # fixed key order (face, voice, text) whichever front-end finishes first
-        for d in (x, present):
-            d.update(dict.fromkeys(("face", "voice", "text")))
-        for d in (reason, problem, cues):
-            d.update(dict.fromkeys(("video", "audio", "text")))
-        lat.update(dict.fromkeys(("face", "voice", "text")))
 
         t = time.perf_counter()
-        ah = w.audio.health
-        if ah.present:
-            vf = self.voice(w.audio.samples, w.audio.valid)
-            logits, emb = self.voice_net(vf.features.unsqueeze(0), vf.mask.unsqueeze(0))
-            x["voice"] = voice_vector(emb[0], logits.softmax(-1)[0], vf.cues)
-            present["voice"] = vf.cues.valid_ratio > 0 and not vf.cues.silent
-            reason["audio"] = vf.cues.describe()
-            problem["audio"] = bool(vf.cues.reasons())
-            cues["audio"] = vf.cues.to_json()
-        else:
-            x["voice"] = torch.zeros(DIMS["voice"], device=self.device)
-            present["voice"], problem["audio"] = False, False
-            reason["audio"] = ah.reason or "no audio"
-            cues["audio"] = {}
+        audio = self._perceive_audio(w)
         lat["voice"] = (time.perf_counter() - t) * 1000
-
         t = time.perf_counter()
-        th = w.text.health
-        tc = cues_from_segments(w.text.segments, th.present, th.reason)
-        if tc.present:
-            text = w.text.text
-            emb, probs = self._text_features(text)
-            x["text"] = text_vector(emb, probs, tc)
-            present["text"] = True
-        else:
-            x["text"] = text_vector(torch.zeros(self.text_head.emb_dim, device=self.device),
-                                    torch.zeros(7, device=self.device), tc)
-            present["text"] = False
-        reason["text"] = tc.describe()
-        problem["text"] = tc.present and tc.poor
-        cues["text"] = tc.to_json()
+        text_p, text = self._perceive_text(w)
         lat["text"] = (time.perf_counter() - t) * 1000
 
         face_ms = 0.0
+        ff = None
         if vh.present and w.video.frames:
             ff, face_ms = face_job.result() if face_job is not None else face_done
+            self._face_job = None
         t = time.perf_counter()
-        if vh.present and w.video.frames:
-            emb = masked_mean(ff.embeddings, ff.mask)
-            probs = masked_mean(ff.probs, ff.mask)
-            ratio = vh.received / vh.expected if vh.expected else 1.0
-            x["face"] = face_vector(emb, probs, ff.cues, ratio)
-            problems = ff.cues.problems()
-            present["face"] = "no face in view" not in problems and "no video" not in problems
-            reason["video"] = ff.cues.describe()
-            problem["video"] = bool(problems)
-            cues["video"] = {k: round(float(v), 4) for k, v in ff.cues.__dict__.items()}
-            box = ff.box
-        else:
-            x["face"] = torch.zeros(DIMS["face"], device=self.device)
-            present["face"], problem["video"] = False, False
-            reason["video"] = vh.reason or "no video"
-            cues["video"] = {}
+        video, faces = self._perceive_video(w, ff)
         # the face front-end's own time (it overlapped voice and text when run in the helper thread)
         lat["face"] = face_ms + (time.perf_counter() - t) * 1000
+        # fixed key order (video, audio, text) whichever front-end finished first
+        mods = {"video": video, "audio": audio, "text": text_p}
+        return Perceived(w, mods, faces, text, {k: lat[k] for k in ("face", "voice", "text")})
 
-        for m, said in lab_says.items():  # say what the lab is doing, beside what the cues measured
-            if said and reason.get(m) and said not in reason[m]:
-                reason[m] = f"{reason[m]} ({said})"
-        return Perceived(window, x, present, reason, problem, cues, box, text, lat)
+    def _perceive_audio(self, w: Window) -> ModalityPerception:
+        ah = w.audio.health
+        if not ah.present:
+            return ModalityPerception(torch.zeros(DIMS["voice"], device=self.device), False,
+                                      ah.reason or "no audio")
+        vf = self.voice(w.audio.samples, w.audio.valid)
+        logits, emb = self.voice_net(vf.features.unsqueeze(0), vf.mask.unsqueeze(0))
+        probs = logits.softmax(-1)[0]
+        present = vf.cues.valid_ratio > 0 and not vf.cues.silent
+        flags = tuple(vf.cues.reasons())
+        return ModalityPerception(voice_vector(emb[0], probs, vf.cues), present,
+                                  "" if present else vf.cues.describe(), flags, vf.cues.to_json(),
+                                  probs if present else None)
+
+    def _perceive_text(self, w: Window) -> tuple[ModalityPerception, str]:
+        th = w.text.health
+        tc = cues_from_segments(w.text.segments, th.present, th.reason)
+        idle = bool(getattr(tc, "idle", False))
+        if not tc.present:
+            x = text_vector(torch.zeros(self.text_head.emb_dim, device=self.device),
+                            torch.zeros(7, device=self.device), tc)
+            return ModalityPerception(x, False, tc.describe(), (), tc.to_json(), None, idle), ""
+        text = w.text.text
+        emb, probs = self._text_features(text)
+        flags = tuple(f for f in tc.describe().split("; ") if f)
+        return ModalityPerception(text_vector(emb, probs, tc), True, "", flags, tc.to_json(), probs), text
+
+    def _perceive_video(self, w: Window, ff) -> tuple[ModalityPerception, tuple[FaceReport, ...]]:
+        vh = w.video.health
+        if ff is None:
+            return ModalityPerception(torch.zeros(DIMS["face"], device=self.device), False,
+                                      vh.reason or "no video"), ()
+        emb = masked_mean(ff.embeddings, ff.mask)
+        probs = masked_mean(ff.probs, ff.mask)
+        ratio = vh.received / vh.expected if vh.expected else 1.0
+        problems = ff.cues.problems()
+        present = "no face in view" not in problems and "no video" not in problems
+        faces: tuple[FaceReport, ...] = ()
+        if ff.box is not None:
+            faces = (FaceReport(0, tuple(int(v) for v in ff.box), primary=True),)  # type: ignore[arg-type]
+        cues = {k: round(float(v), 4) for k, v in ff.cues.__dict__.items()}
+        flags = tuple(problems) if present else ()
+        return ModalityPerception(face_vector(emb, probs, ff.cues, ratio), present,
+                                  "" if present else ff.cues.describe(), flags, cues,
+                                  probs if present else None), faces
 
     @torch.inference_mode()
     def _timed_face(self, frames):
@@ -283,57 +344,63 @@ class Analyzer:
     # -- model ---------------------------------------------------------------------------------------------
     def _inputs(self, p: Perceived) -> tuple[tuple[torch.Tensor, ...], torch.Tensor]:
         """Standardised ``[1, 1, D]`` vectors in model order (zeros where missing) and ``present [1, M]``."""
-        xs = []
+        xs, present = [], []
         for m in MODALITIES:
-            z = (p.x[m] - self.mean[m]) / self.std[m]
-            if not p.present[m]:
+            mp = p.modalities[RESULT_NAMES[m]]
+            z = (mp.x - self.mean[m]) / self.std[m]
+            if not mp.present:
                 z = torch.zeros_like(z)
             xs.append(z.view(1, 1, -1))
-        present = to_device(np.array([[p.present[m] for m in MODALITIES]]), self.device)
-        return tuple(xs), present
+            present.append(mp.present)
+        return tuple(xs), to_device(np.array([present]), self.device)
 
     @torch.inference_mode()
     def predict(self, p: Perceived) -> Result:
         t = time.perf_counter()
         xs, present = self._inputs(p)
         probs_t, q_t, routing_t = self._forward(xs, present)
+        C, M = len(EMOTIONS), len(MODALITIES)
         parts = [probs_t[0], q_t[0]]
-        if routing_t.numel():
-            parts.append(routing_t[0])
+        own = [m for m, mp in p.modalities.items() if mp.probs is not None]
+        parts += [p.modalities[m].probs for m in own]  # type: ignore[misc]
         if self._baseline_forward is not None:
             parts.append(self._baseline_forward(xs, present)[0][0])
+        if routing_t.numel():
+            parts.append(routing_t[0])
         host = to_host(torch.cat(parts).float()).astype(np.float64)  # the one device -> host copy
         umq_ms = (time.perf_counter() - t) * 1000
-        C, M = len(EMOTIONS), len(MODALITIES)
-        probs, q = host[:C], host[C:C + M]
-        rest = host[C + M:]
-        routing = rest[:-C] if self.baseline is not None else rest
+        probs, q, rest = host[:C], host[C:C + M], host[C + M:]
+        own_probs = {m: rest[i * C:(i + 1) * C] for i, m in enumerate(own)}
+        rest = rest[len(own) * C:]
+        baseline = None
+        if self.baseline is not None:
+            baseline = Prediction(_distribution(rest[:C]))
+            rest = rest[C:]
+        routing = rest
         probs = probs / probs.sum()
-        label = EMOTIONS[int(probs.argmax())]
-        quality, state, reason = {}, {}, {}
+        reports = {}
         for i, m in enumerate(MODALITIES):
             name = RESULT_NAMES[m]
-            quality[name] = float(np.clip(q[i], 0.0, 1.0))
-            if not p.present[m]:
-                state[name] = "missing"
-                reason[name] = p.reason[name] or "missing"
-            elif quality[name] < LOW_QUALITY or p.cue_problem[name]:
-                state[name] = "low"
-                reason[name] = p.reason[name] or f"low estimated quality ({quality[name]:.2f})"
-            else:
-                state[name], reason[name] = "ok", ""
-        extra: dict = {"cues": p.cues, "text": p.text}
-        if p.face_box is not None:
-            extra["face_box"] = [int(v) for v in p.face_box]
-        if self.baseline is not None:
-            bp = rest[-C:] / rest[-C:].sum()
-            extra["baseline"] = {"probs": {e: float(v) for e, v in zip(EMOTIONS, bp)},
-                                 "label": EMOTIONS[int(bp.argmax())]}
-        if self.lab.settings.active:
-            extra["lab"] = {k: v for k, v in self.lab.settings.describe().items() if v}
-        return Result(index=p.window.index, t0=p.window.t0, t1=p.window.t1,
-                      probs={e: float(v) for e, v in zip(EMOTIONS, probs)}, label=label,
-                      confidence=float(probs.max()), quality=quality, state=state, reason=reason,
+            mp = p.modalities[name]
+            quality = self.calibration(name, float(np.clip(q[i], 0.0, 1.0))) if mp.present else 0.0
+            state = modality_state(mp.present, quality, mp.idle, mp.flags, self.calibration.fitted)
+            pred = Prediction(_distribution(own_probs[name])) if name in own_probs else None
+            reports[name] = ModalityReport(quality, state, state_reason(state, mp.reason, mp.flags, quality),
+                                           mp.flags, mp.cues, pred)
+        fused = {e: float(v) for e, v in zip(EMOTIONS, probs)}
+        evidence = has_evidence({m: r.state for m, r in reports.items()}, fused)
+        label = EMOTIONS[int(probs.argmax())] if evidence else ""
+        lab = {k: str(v) for k, v in self.lab.settings.describe().items() if v} if self.lab.settings.active else {}
+        return Result(index=p.window.index, t0=p.window.t0, t1=p.window.t1, probs=fused, label=label,
+                      confidence=float(probs.max()), modalities=reports,
                       routing=[float(r) for r in (routing / routing.sum() if len(routing) else routing)],
                       latency_ms={**{f"{k}_ms": v for k, v in p.latency_ms.items()}, "umq_ms": umq_ms},
-                      health=p.window.to_json(), extra=extra)
+                      health=p.window.to_json(), no_evidence=not evidence, baseline=baseline,
+                      transcript=p.text, faces=p.faces, lab=lab)
+
+
+def _distribution(v: np.ndarray) -> dict[str, float]:
+    v = np.clip(np.nan_to_num(v, nan=0.0), 0.0, None)
+    total = v.sum()
+    v = v / total if total > 0 else np.full(len(v), 1.0 / len(v))
+    return {e: float(x) for e, x in zip(EMOTIONS, v)}

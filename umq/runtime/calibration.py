@@ -1,0 +1,74 @@
+"""Calibrated quality: the estimator's rank-guided score mapped to a number a person can read.
+
+The rank-guided estimator only learns an *order* (clean above mildly corrupted above badly corrupted), so its
+raw score has no unit. The gauge shows instead the modality's expected usefulness relative to clean input:
+1 = as good as clean, 0.5 = half as reliable, 0 = useless. The mapping is monotone (isotonic regression, fitted
+on validation data across every corruption kind and severity) and stored as knots per modality in
+``assets/runtime/calibration.json``; between knots it interpolates linearly. Without the file the raw score is
+shown unchanged and :attr:`QualityCalibration.fitted` is False.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class QualityCalibration:
+    """Monotone maps raw score -> calibrated quality, per result modality (``video``/``audio``/``text``).
+
+    Attributes:
+        knots: modality -> ``(x, y)`` with ``x`` increasing raw scores and ``y`` non-decreasing qualities.
+        meta: how it was fitted (data, date, sizes) — written by the fitting command, read by nobody at run time.
+    """
+
+    knots: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = field(default_factory=dict)
+    meta: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for m, (x, y) in self.knots.items():
+            if len(x) != len(y) or len(x) < 2:
+                raise ValueError(f"calibration of {m}: need >= 2 knots with matching x and y")
+            if np.any(np.diff(x) < 0) or np.any(np.diff(y) < -1e-9):
+                raise ValueError(f"calibration of {m} must be monotone (x increasing, y non-decreasing)")
+
+    @property
+    def fitted(self) -> bool:
+        return bool(self.knots)
+
+    def __call__(self, modality: str, raw: float) -> float:
+        if modality not in self.knots:
+            return float(min(max(raw, 0.0), 1.0))
+        x, y = self.knots[modality]
+        return float(min(max(np.interp(raw, x, y), 0.0), 1.0))
+
+    def to_json(self) -> dict:
+        return {"knots": {m: {"x": list(x), "y": list(y)} for m, (x, y) in self.knots.items()}, "meta": self.meta}
+
+    @classmethod
+    def from_json(cls, d: dict) -> QualityCalibration:
+        knots = {m: (tuple(float(v) for v in k["x"]), tuple(float(v) for v in k["y"]))
+                 for m, k in d.get("knots", {}).items()}
+        return cls(knots, dict(d.get("meta", {})))
+
+    @classmethod
+    def load(cls, path: str | Path) -> QualityCalibration:
+        """The calibration at ``path``; identity (with a warning) when it is absent or unreadable."""
+        p = Path(path)
+        if not p.exists():
+            log.warning("no quality calibration at %s: gauges show the estimator's raw score", p)
+            return cls()
+        try:
+            return cls.from_json(json.loads(p.read_text(encoding="utf-8")))
+        except (ValueError, KeyError, TypeError) as e:
+            log.warning("quality calibration %s unreadable (%s): gauges show the estimator's raw score", p, e)
+            return cls()
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_json(), indent=1) + "\n", encoding="utf-8")

@@ -1,0 +1,58 @@
+"""The one rule that turns numbers into what a person reads: a modality's state and whether there is evidence.
+
+Every threshold the dashboard, the exports and the CLI summaries depend on lives here, so that the badge and the
+gauge can never disagree: the state comes from the (calibrated) quality number alone; what the cues found is
+shown beside it as flags (:attr:`umq.result.ModalityReport.flags`), not as a second verdict.
+
+* ``missing``: capture delivered nothing or there is nothing to read (no face in view, mic silent, no
+  transcript source). The model is told.
+* ``idle``: the source is there but had nothing to say in this window (a transcript source with nobody
+  speaking). The model is told exactly as for ``missing``; the person sees the difference.
+* ``low``: quality below :data:`LOW_QUALITY`.
+* ``ok``: otherwise.
+
+No evidence (label withheld, "no usable input"): no modality is ``ok`` or ``low``, or the fused distribution is
+near uniform (its top probability within :data:`NEAR_UNIFORM_MARGIN` of ``1 / classes``).
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+LOW_QUALITY = 0.5
+"""Below this calibrated quality a modality is ``low``: it keeps less than half of its clean usefulness."""
+
+NEAR_UNIFORM_MARGIN = 0.05
+"""A fused distribution whose top class is less than this above chance (1/7 for seven classes) names no class."""
+
+NO_INPUT_REASON = "no usable input"
+
+
+def modality_state(present: bool, quality: float, idle: bool = False, flags: Iterable[str] = (),
+                   calibrated: bool = True) -> str:
+    """``missing``/``idle``/``low``/``ok`` for one modality (see the module docstring).
+
+    Without a fitted calibration the raw score does not track usefulness (dark frames read high), so a cue
+    flag then also makes the modality ``low``; with a calibration the number alone decides."""
+    if not present:
+        return "idle" if idle else "missing"
+    if quality < LOW_QUALITY or (not calibrated and any(True for _ in flags)):
+        return "low"
+    return "ok"
+
+
+def state_reason(state: str, reason: str, flags: Iterable[str], quality: float) -> str:
+    """The sentence shown with the badge: the capture/cue reason when missing or idle, the flags or the number
+    when low, nothing when ok."""
+    if state in ("missing", "idle"):
+        return reason or ("nobody spoke" if state == "idle" else "missing")
+    if state == "low":
+        found = "; ".join(flags)
+        return found or f"low quality ({quality:.2f})"
+    return ""
+
+
+def has_evidence(states: Mapping[str, str], probs: Mapping[str, float]) -> bool:
+    """True when at least one modality is usable and the fused distribution names a class."""
+    if not any(s in ("ok", "low") for s in states.values()):
+        return False
+    return max(probs.values()) - 1.0 / len(probs) >= NEAR_UNIFORM_MARGIN

@@ -9,9 +9,11 @@ the session clock. Library code logs; this module prints the short summaries a p
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import logging
+import math
 import os
 import signal
 import sys
@@ -35,8 +37,8 @@ def parse_speed(value: str) -> float | None:
         speed = float(value)
     except ValueError:
         raise argparse.ArgumentTypeError(f"--speed must be 'max' or a number, got {value!r}") from None
-    if speed <= 0:
-        raise argparse.ArgumentTypeError(f"--speed must be positive, got {value!r}")
+    if not math.isfinite(speed) or speed <= 0:
+        raise argparse.ArgumentTypeError(f"--speed must be 'max' or a positive number, got {value!r}")
     return speed
 
 
@@ -52,12 +54,45 @@ def parse_span(value: str) -> tuple[float, float]:
 
 
 def positive(value: str) -> float:
+    """A finite positive number (``nan`` and ``inf`` are refused: they never compare as a person expects)."""
     try:
         v = float(value)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number, got {value!r}") from None
-    if v <= 0:
+    if not math.isfinite(v) or v <= 0:
         raise argparse.ArgumentTypeError(f"expected a positive number, got {value!r}")
+    return v
+
+
+def window_length(value: str) -> float:
+    """``--window``: seconds, at most :data:`streams.buffer.MAX_WINDOW_S`."""
+    from streams.buffer import MAX_WINDOW_S
+
+    v = positive(value)
+    if v > MAX_WINDOW_S:
+        raise argparse.ArgumentTypeError(f"a window of at most {MAX_WINDOW_S:g} s, got {value!r}")
+    return v
+
+
+def hop_length(value: str) -> float:
+    """``--hop``: seconds, at least :data:`streams.buffer.MIN_HOP_S` (bounds windows per second of media)."""
+    from streams.buffer import MIN_HOP_S
+
+    v = positive(value)
+    if v < MIN_HOP_S:
+        raise argparse.ArgumentTypeError(f"a hop of at least {MIN_HOP_S:g} s (at most {1 / MIN_HOP_S:g} windows "
+                                         f"per second of media), got {value!r}")
+    return v
+
+
+def port_number(value: str) -> int:
+    """``--port``: 1-65535, checked before any model loads."""
+    try:
+        v = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a port number, got {value!r}") from None
+    if not 1 <= v <= 65535:
+        raise argparse.ArgumentTypeError(f"a port between 1 and 65535, got {value!r}")
     return v
 
 
@@ -85,8 +120,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--camera", help="camera index, device path or video file; 'none' to record without video")
     r.add_argument("--mic", help="microphone id or name fragment (default: system input); 'none' for no audio")
     r.add_argument("--transcript", help="'-' (stdin), a .srt/.vtt/.jsonl file, a file to tail, or 'none'")
-    r.add_argument("--window", type=positive, default=2.0, help="analysis window in seconds (default 2.0)")
-    r.add_argument("--hop", type=positive, default=0.5, help="time between windows in seconds (default 0.5)")
+    r.add_argument("--window", type=window_length, default=2.0, help="analysis window in seconds (default 2.0)")
+    r.add_argument("--hop", type=hop_length, default=0.5, help="time between windows in seconds (default 0.5)")
+    r.add_argument("--force", action="store_true",
+                   help="record into a folder that holds other files (never one holding session files)")
     g = r.add_argument_group("scripted failures (--source synthetic only)")
     g.add_argument("--camera-off", type=parse_span, action="append", default=[], metavar="A:B")
     g.add_argument("--camera-frozen", type=parse_span, action="append", default=[], metavar="A:B")
@@ -102,8 +139,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="with --headless: write the windows' capture health only (no models; fast)")
     rp.add_argument("--speed", type=parse_speed, default=None,
                     help="'max' (default with --headless) or a real-time factor such as 1 or 2.5")
-    rp.add_argument("--window", type=positive, help="override the recorded window length (s)")
-    rp.add_argument("--hop", type=positive, help="override the recorded hop (s)")
+    rp.add_argument("--window", type=window_length, help="override the recorded window length (s, at most 60)")
+    rp.add_argument("--hop", type=hop_length, help="override the recorded hop (s, at least 0.05)")
     _server_options(rp)
 
     sub.add_parser("devices", help="list cameras and microphones")
@@ -117,7 +154,7 @@ def _server_options(p: argparse.ArgumentParser) -> None:
     d = argparse.SUPPRESS  # options may come before or after the command; set once in main()
     g = p.add_argument_group("dashboard and model")
     g.add_argument("--host", default=d, help="address to bind (default 127.0.0.1: this machine only)")
-    g.add_argument("--port", type=int, default=d, help="port (default: 7860 or the next free one)")
+    g.add_argument("--port", type=port_number, default=d, help="port (default: 7860 or the next free one)")
     g.add_argument("--share", action="store_true", default=d, help="create a public Gradio share link")
     g.add_argument("--auth", default=d, metavar="USER:PASSWORD",
                    help="require a login (or set UMQ_AUTH=USER:PASSWORD to keep it out of the process list)")
@@ -193,7 +230,7 @@ def cmd_record(args: argparse.Namespace) -> int:
     windower = Windower(buffer, config, absent_reasons=capture.absent_reasons)
     meta = {"command": "record", "source": args.source, "sources": capture.meta(), "video_fps": capture.video_fps,
             "window_config": config.to_json(), "seconds_requested": args.seconds}
-    recorder = SessionRecorder(args.out, meta, clock=clock)
+    recorder = SessionRecorder(args.out, meta, clock=clock, force=args.force)
     try:
         recorder.start()
     except RecorderError as exc:
@@ -248,9 +285,15 @@ def cmd_record(args: argparse.Namespace) -> int:
 
 # -- replay ------------------------------------------------------------------------------------------------
 def cmd_replay(args: argparse.Namespace) -> int:
+    """Headless replay: one JSON line per window to ``--out`` (written as ``OUT.partial``, renamed on success).
+
+    Any failure (reader, model, stage, or no window at all) is one ``error: ...`` line naming the file and exit
+    1; the partial output stays as ``OUT.partial`` and a previous ``OUT`` is left as it was."""
     from streams.files import MediaFileError
     from streams.replay import Replay
     from streams.session import SessionError
+
+    from .outputs import RunFailed, atomic_output, one_line, partial_path
 
     if not args.headless:
         return run_dashboard(args, replay=args.path)
@@ -259,33 +302,29 @@ def cmd_replay(args: argparse.Namespace) -> int:
         replay = Replay(args.path, speed=speed)
         config = replay.window_config(args.window, args.hop)
     except (SessionError, MediaFileError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {one_line(exc)}", file=sys.stderr)
         return EXIT_ERROR
+    statuses = _StatusNotes()
+    replay.sink = statuses
     to_stdout = args.out == "-"
-    try:
-        out = sys.stdout if to_stdout else open(args.out, "w", encoding="utf-8")
-    except OSError as exc:
-        print(f"error: cannot write {args.out}: {exc}", file=sys.stderr)
-        return EXIT_ERROR
     report = sys.stderr if to_stdout else sys.stdout
     try:
-        if args.windows:
-            n, present, reasons = _write_windows(replay, config, out)
+        analyzer = None if args.windows else load_analyzer(_opt(args, "device"))
+        with contextlib.nullcontext(sys.stdout) if to_stdout else atomic_output(args.out) as out:
+            if analyzer is None:
+                n, present, reasons = _write_windows(replay, config, out, statuses)
+            else:
+                n, present, reasons = _write_results(replay, config, out, analyzer)
+    except OSError as exc:
+        if not to_stdout and not partial_path(args.out).exists():
+            print(f"error: cannot write {args.out}: {exc.strerror or exc}", file=sys.stderr)
         else:
-            n, present, reasons = _write_results(replay, config, out, args)
-    except (SessionError, MediaFileError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+            print(f"error: {one_line(exc)}", file=sys.stderr)
         return EXIT_ERROR
-    except Exception as exc:  # noqa: BLE001 - e.g. a checkpoint error: say it, do not dump a traceback
-        from umq.checkpoint import CheckpointError
-
-        if not isinstance(exc, CheckpointError):
-            raise
-        print(f"error: {exc}", file=sys.stderr)
+    except (RunFailed, SessionError, MediaFileError) as exc:
+        kept = f" (partial output kept in {partial_path(args.out)})" if partial_path(args.out).exists() else ""
+        print(f"error: {one_line(exc)}{kept}", file=sys.stderr)
         return EXIT_ERROR
-    finally:
-        if not to_stdout:
-            out.close()
     st = replay.stats
     speed_txt = "max" if speed is None else f"{speed:g}x"
     what = "windows" if args.windows else "results"
@@ -293,34 +332,74 @@ def cmd_replay(args: argparse.Namespace) -> int:
           f"{st.get('wall_s', 0):.2f} s at speed {speed_txt} ({st.get('speedup', 0):.1f}x real time)", file=report)
     print(f"  {what} {n} -> {'stdout' if to_stdout else args.out}; present: video {present['video']}, "
           f"audio {present['audio']}, text {present['text']}", file=report)
+    for note in statuses.notes():
+        print(f"  warning: {note}", file=report)
     for m, rs in reasons.items():
         for reason, count in sorted(rs.items(), key=lambda kv: -kv[1])[:3]:
             print(f"  {m} not ok in {count}: {reason}", file=report)
     return EXIT_OK
 
 
-def _write_windows(replay, config, out) -> tuple[int, dict, dict]:
+class _StatusNotes:
+    """Replay side sink: how each stream ended or why it was unavailable, for the summary (a truncated file
+    says so there, not only inside per-window JSON)."""
+
+    def __init__(self) -> None:
+        self.last: dict[str, str] = {}
+
+    def __call__(self, packet) -> None:
+        from streams.packets import SourceState, SourceStatus
+
+        if isinstance(packet, SourceStatus) and packet.modality is not None and packet.reason \
+                and packet.state in (SourceState.ENDED, SourceState.UNAVAILABLE):
+            self.last[packet.modality.value] = packet.reason
+
+    def notes(self) -> list[str]:
+        return [f"{m}: {r}" for m, r in self.last.items() if not r.startswith("end of ")]
+
+
+def _tally(present: dict, reasons: dict, m: str, ok: bool, reason: str) -> None:
+    if ok:
+        present[m] += 1
+    else:
+        reasons[m][reason] = reasons[m].get(reason, 0) + 1
+
+
+def _write_windows(replay, config, out, statuses: _StatusNotes) -> tuple[int, dict, dict]:
+    from .outputs import RunFailed
+
     n, present = 0, {"video": 0, "audio": 0, "text": 0}
     reasons: dict[str, dict[str, int]] = {m: {} for m in present}
-    for w in replay.windows(config):
-        js = w.to_json()
-        out.write(json.dumps(js) + "\n")
-        n += 1
-        for m in present:
-            if js[m]["present"]:
-                present[m] += 1
-            else:
-                reasons[m][js[m]["reason"]] = reasons[m].get(js[m]["reason"], 0) + 1
+    try:
+        for w in replay.windows(config):
+            js = w.to_json()
+            out.write(json.dumps(js) + "\n")
+            n += 1
+            for m in present:
+                _tally(present, reasons, m, js[m]["present"], js[m]["reason"])
+    except (OSError, RunFailed):
+        raise
+    except Exception as exc:  # noqa: BLE001 - a reader bug or damaged input: one line, not a traceback
+        from streams.files import MediaFileError
+        from streams.session import SessionError
+
+        if isinstance(exc, (SessionError, MediaFileError)):
+            raise RunFailed(str(exc)) from exc
+        raise RunFailed(f"replay of {replay.path} failed: {type(exc).__name__}: {exc}") from exc
+    if n == 0:
+        notes = "; ".join(statuses.notes())
+        raise RunFailed(f"{replay.path.name}: no analysis window: {replay.stats.get('sim_s', 0.0):.1f} s of media "
+                        f"is shorter than one {config.window_s:g} s window" + (f" ({notes})" if notes else "")
+                        + "; nothing was analysed")
     return n, present, reasons
 
 
-def _write_results(replay, config, out, args) -> tuple[int, dict, dict]:
-    """Every window through the engine and the runtime model (blocking hand-offs: nothing dropped)."""
-    from umq.runtime.analyzer import Analyzer
-
+def _write_results(replay, config, out, analyzer) -> tuple[int, dict, dict]:
+    """Every window through the engine and the runtime model (blocking hand-offs: nothing dropped). Raises
+    :class:`~app.outputs.RunFailed` with the engine's reason when the run failed."""
     from .engine import Engine, EngineConfig
+    from .outputs import RunFailed
 
-    analyzer = Analyzer(device=_opt(args, "device"))
     engine = Engine(analyzer.stages(), EngineConfig(window=config, policy="block"))
     present = {"video": 0, "audio": 0, "text": 0}
     reasons: dict[str, dict[str, int]] = {m: {} for m in present}
@@ -331,10 +410,7 @@ def _write_results(replay, config, out, args) -> tuple[int, dict, dict]:
         out.write(json.dumps(r.to_json()) + "\n")
         n += 1
         for m in present:
-            if r.state.get(m) == "missing":
-                reasons[m][r.reason[m]] = reasons[m].get(r.reason[m], 0) + 1
-            else:
-                present[m] += 1
+            _tally(present, reasons, m, r.state.get(m) != "missing", r.reason.get(m, ""))
 
     engine.subscribe(write)
     engine.start_replay(replay, config)
@@ -342,10 +418,24 @@ def _write_results(replay, config, out, args) -> tuple[int, dict, dict]:
         engine.wait_replay()
     finally:
         engine.stop()
-    tel = engine.telemetry()
-    if sum(tel.errors.values()):
-        log.warning("analysis failed on %d windows: %s", sum(tel.errors.values()), tel.last_error)
+    if engine.failure:
+        raise RunFailed(engine.failure)
     return n, present, reasons
+
+
+def load_analyzer(device: str | None):
+    """The runtime analyzer with every model loaded now (the face net is otherwise loaded on the first window):
+    a damaged or missing weights file is one :class:`~app.outputs.RunFailed` naming it, before any work."""
+    from umq.runtime.analyzer import Analyzer
+
+    from .outputs import RunFailed, one_line
+
+    try:
+        analyzer = Analyzer(device=device)
+        analyzer.warm_up()
+    except (OSError, ValueError, RuntimeError, ImportError) as exc:  # CheckpointError, FaceNetLoadError, ...
+        raise RunFailed(f"cannot load the models: {one_line(exc)}") from exc
+    return analyzer
 
 
 # -- devices / default ---------------------------------------------------------------------------------------
@@ -386,8 +476,9 @@ def run_dashboard(args: argparse.Namespace, replay: Path | None = None, live: bo
     from umq.checkpoint import CheckpointError
     from umq.runtime.analyzer import Analyzer
 
-    from .capture import CaptureOptions
+    from .capture import CaptureOptions, missing_input_lines
     from .dashboard.controller import DashboardController, ReplayPathError
+    from .outputs import one_line
     from .dashboard.ui import launch
 
     host, port, share = _opt(args, "host"), _opt(args, "port"), _opt(args, "share")
@@ -420,8 +511,12 @@ def run_dashboard(args: argparse.Namespace, replay: Path | None = None, live: bo
                     print(ctl.start_live(opts, asr=_opt(args, "asr")))
             else:
                 print(ctl.start_live(opts, browser=getattr(args, "browser", False), asr=_opt(args, "asr")))
-    except (CheckpointError, ReplayPathError, ValueError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+            if ctl.engine.capture is not None and not getattr(args, "browser", False):
+                for line in missing_input_lines(ctl.engine.capture):
+                    print(line, file=sys.stderr)
+    except (CheckpointError, ReplayPathError, ValueError, OSError, RuntimeError, ImportError) as exc:
+        # a damaged face/voice/text/UMQ weights file included (FaceNetLoadError is a RuntimeError)
+        print(f"error: {one_line(exc)}", file=sys.stderr)
         ctl.close()
         return EXIT_ERROR
     where = f"http://{'localhost' if host in ('127.0.0.1', '::1') else host}:{port}" if port else "the address below"

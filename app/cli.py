@@ -9,9 +9,7 @@ the session clock. Library code logs; this module prints the short summaries a p
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
-import json
 import logging
 import math
 import os
@@ -285,157 +283,13 @@ def cmd_record(args: argparse.Namespace) -> int:
 
 # -- replay ------------------------------------------------------------------------------------------------
 def cmd_replay(args: argparse.Namespace) -> int:
-    """Headless replay: one JSON line per window to ``--out`` (written as ``OUT.partial``, renamed on success).
-
-    Any failure (reader, model, stage, or no window at all) is one ``error: ...`` line naming the file and exit
-    1; the partial output stays as ``OUT.partial`` and a previous ``OUT`` is left as it was."""
-    from streams.files import MediaFileError
-    from streams.replay import Replay
-    from streams.session import SessionError
-
-    from .outputs import RunFailed, atomic_output, one_line, partial_path
-
+    """``replay PATH``: the dashboard, or with ``--headless`` JSON lines (:func:`app.headless.replay_headless`)."""
     if not args.headless:
         return run_dashboard(args, replay=args.path)
-    speed = args.speed
-    try:
-        replay = Replay(args.path, speed=speed)
-        config = replay.window_config(args.window, args.hop)
-    except (SessionError, MediaFileError, ValueError) as exc:
-        print(f"error: {one_line(exc)}", file=sys.stderr)
-        return EXIT_ERROR
-    statuses = _StatusNotes()
-    replay.sink = statuses
-    to_stdout = args.out == "-"
-    report = sys.stderr if to_stdout else sys.stdout
-    try:
-        analyzer = None if args.windows else load_analyzer(_opt(args, "device"))
-        with contextlib.nullcontext(sys.stdout) if to_stdout else atomic_output(args.out) as out:
-            if analyzer is None:
-                n, present, reasons = _write_windows(replay, config, out, statuses)
-            else:
-                n, present, reasons = _write_results(replay, config, out, analyzer)
-    except OSError as exc:
-        if not to_stdout and not partial_path(args.out).exists():
-            print(f"error: cannot write {args.out}: {exc.strerror or exc}", file=sys.stderr)
-        else:
-            print(f"error: {one_line(exc)}", file=sys.stderr)
-        return EXIT_ERROR
-    except (RunFailed, SessionError, MediaFileError) as exc:
-        kept = f" (partial output kept in {partial_path(args.out)})" if partial_path(args.out).exists() else ""
-        print(f"error: {one_line(exc)}{kept}", file=sys.stderr)
-        return EXIT_ERROR
-    st = replay.stats
-    speed_txt = "max" if speed is None else f"{speed:g}x"
-    what = "windows" if args.windows else "results"
-    print(f"replayed {args.path} ({replay.kind}, {st.get('sim_s', 0):.1f} s of session time) in "
-          f"{st.get('wall_s', 0):.2f} s at speed {speed_txt} ({st.get('speedup', 0):.1f}x real time)", file=report)
-    print(f"  {what} {n} -> {'stdout' if to_stdout else args.out}; present: video {present['video']}, "
-          f"audio {present['audio']}, text {present['text']}", file=report)
-    for note in statuses.notes():
-        print(f"  warning: {note}", file=report)
-    for m, rs in reasons.items():
-        for reason, count in sorted(rs.items(), key=lambda kv: -kv[1])[:3]:
-            print(f"  {m} not ok in {count}: {reason}", file=report)
-    return EXIT_OK
+    from .headless import replay_headless
 
-
-class _StatusNotes:
-    """Replay side sink: how each stream ended or why it was unavailable, for the summary (a truncated file
-    says so there, not only inside per-window JSON)."""
-
-    def __init__(self) -> None:
-        self.last: dict[str, str] = {}
-
-    def __call__(self, packet) -> None:
-        from streams.packets import SourceState, SourceStatus
-
-        if isinstance(packet, SourceStatus) and packet.modality is not None and packet.reason \
-                and packet.state in (SourceState.ENDED, SourceState.UNAVAILABLE):
-            self.last[packet.modality.value] = packet.reason
-
-    def notes(self) -> list[str]:
-        return [f"{m}: {r}" for m, r in self.last.items() if not r.startswith("end of ")]
-
-
-def _tally(present: dict, reasons: dict, m: str, ok: bool, reason: str) -> None:
-    if ok:
-        present[m] += 1
-    else:
-        reasons[m][reason] = reasons[m].get(reason, 0) + 1
-
-
-def _write_windows(replay, config, out, statuses: _StatusNotes) -> tuple[int, dict, dict]:
-    from .outputs import RunFailed
-
-    n, present = 0, {"video": 0, "audio": 0, "text": 0}
-    reasons: dict[str, dict[str, int]] = {m: {} for m in present}
-    try:
-        for w in replay.windows(config):
-            js = w.to_json()
-            out.write(json.dumps(js) + "\n")
-            n += 1
-            for m in present:
-                _tally(present, reasons, m, js[m]["present"], js[m]["reason"])
-    except (OSError, RunFailed):
-        raise
-    except Exception as exc:  # noqa: BLE001 - a reader bug or damaged input: one line, not a traceback
-        from streams.files import MediaFileError
-        from streams.session import SessionError
-
-        if isinstance(exc, (SessionError, MediaFileError)):
-            raise RunFailed(str(exc)) from exc
-        raise RunFailed(f"replay of {replay.path} failed: {type(exc).__name__}: {exc}") from exc
-    if n == 0:
-        notes = "; ".join(statuses.notes())
-        raise RunFailed(f"{replay.path.name}: no analysis window: {replay.stats.get('sim_s', 0.0):.1f} s of media "
-                        f"is shorter than one {config.window_s:g} s window" + (f" ({notes})" if notes else "")
-                        + "; nothing was analysed")
-    return n, present, reasons
-
-
-def _write_results(replay, config, out, analyzer) -> tuple[int, dict, dict]:
-    """Every window through the engine and the runtime model (blocking hand-offs: nothing dropped). Raises
-    :class:`~app.outputs.RunFailed` with the engine's reason when the run failed."""
-    from .engine import Engine, EngineConfig
-    from .outputs import RunFailed
-
-    engine = Engine(analyzer.stages(), EngineConfig(window=config, policy="block"))
-    present = {"video": 0, "audio": 0, "text": 0}
-    reasons: dict[str, dict[str, int]] = {m: {} for m in present}
-    n = 0
-
-    def write(r) -> None:
-        nonlocal n
-        out.write(json.dumps(r.to_json()) + "\n")
-        n += 1
-        for m in present:
-            _tally(present, reasons, m, r.state.get(m) != "missing", r.reason.get(m, ""))
-
-    engine.subscribe(write)
-    engine.start_replay(replay, config)
-    try:
-        engine.wait_replay()
-    finally:
-        engine.stop()
-    if engine.failure:
-        raise RunFailed(engine.failure)
-    return n, present, reasons
-
-
-def load_analyzer(device: str | None):
-    """The runtime analyzer with every model loaded now (the face net is otherwise loaded on the first window):
-    a damaged or missing weights file is one :class:`~app.outputs.RunFailed` naming it, before any work."""
-    from umq.runtime.analyzer import Analyzer
-
-    from .outputs import RunFailed, one_line
-
-    try:
-        analyzer = Analyzer(device=device)
-        analyzer.warm_up()
-    except (OSError, ValueError, RuntimeError, ImportError) as exc:  # CheckpointError, FaceNetLoadError, ...
-        raise RunFailed(f"cannot load the models: {one_line(exc)}") from exc
-    return analyzer
+    return replay_headless(args.path, out=args.out, windows_only=args.windows, speed=args.speed, window=args.window,
+                           hop=args.hop, device=_opt(args, "device"))
 
 
 # -- devices / default ---------------------------------------------------------------------------------------

@@ -161,7 +161,7 @@ class Engine:
             if self._failure is not None:
                 return
             self._failure = reason
-        log.error("%s", reason)
+        log.info("run failed: %s", reason)  # the caller reports it (CLI error line, dashboard status)
         if self.mode == "replay" and self._replay is not None:
             self._replay.cancel()
 

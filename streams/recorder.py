@@ -25,8 +25,8 @@ import numpy as np
 
 from .clock import Clock
 from .packets import AUDIO_RATE, AudioChunk, SourceStatus, TextSegment, VideoFrame
-from .session import (AUDIO, AUDIO_INDEX, DATA_FILES, EVENTS, FORMAT_NAME, FORMAT_VERSION, META, PCM_SCALE,
-                      TRANSCRIPT, VIDEO, VIDEO_INDEX, WINDOWS, wav_header, write_json_atomic)
+from .session_files import (AUDIO, AUDIO_INDEX, DATA_FILES, EVENTS, FORMAT_NAME, FORMAT_VERSION, META, PCM_SCALE,
+                            TRANSCRIPT, VIDEO, VIDEO_INDEX, WINDOWS, wav_header, write_json_atomic)
 
 log = logging.getLogger(__name__)
 

@@ -223,7 +223,7 @@ class Replay:
             except Exception as exc:  # noqa: BLE001 - reported through .error, the app decides what to show
                 self.error = exc
                 log.debug("replay of %s failed", self.path, exc_info=True)
-                log.error("%s", self.failure)
+                log.info("%s", self.failure)  # reported through .error/.failure by the caller
             if on_done is not None:
                 try:
                     on_done(self.error)

@@ -87,6 +87,8 @@ def test_session_with_missing_or_damaged_audio_replays_video_and_text_with_the_r
     engine = _run_engine(Replay(session, speed=None))
     assert engine.failure is None and engine.finished
     assert all(r.reason["audio"] == why for r in engine.history())
+    first = next(SessionReader(session).timed_statuses())[1]  # a reader used on its own says it too
+    assert (first.modality, first.state, first.reason) == (A, SourceState.UNAVAILABLE, why)
 
 
 def test_lines_of_the_wrong_shape_are_skipped_counted_and_named(session, caplog):

@@ -224,6 +224,8 @@ def validate_meta(meta: Any, path: Path) -> dict:
             wrong = True
         if wrong:
             raise SessionError(f"{where}: {key!r} must be {expected}, got {value!r:.60}")
+    if meta.get("video_fps") is not None and meta["video_fps"] <= 0:
+        raise SessionError(f"{where}: 'video_fps' must be positive, got {meta['video_fps']!r}")
     version = meta.get("format_version", 0)
     if version > FORMAT_VERSION:
         raise SessionError(f"session folder {path} uses format version {version}; this app reads up to "

@@ -117,6 +117,7 @@ def test_read_jsonl_keeps_good_rows_around_bad_ones(tmp_path):
     (None, "meta.json must hold a JSON object, got null"),
     ({"window_config": "2s"}, "'window_config' must be an object or null, got '2s'"),
     ({"complete": "yes"}, "'complete' must be true or false"),
+    ({"video_fps": -15}, "'video_fps' must be positive"),
     ({"sources": {"video": 3}}, "'sources.video' must be an object"),
     ({"window_config": {"window_s": 2.0, "hop_s": -1}}, "'window_config' is not usable"),
 ])

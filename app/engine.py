@@ -22,8 +22,8 @@ import collections
 import dataclasses
 import logging
 import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
 
 from streams.buffer import TimeAlignedBuffer, WindowConfig, Windower
 from streams.clock import Clock, SessionClock
@@ -245,10 +245,12 @@ class Engine:
 
     def _check_replay_errors(self) -> None:
         """After a replay drained: windows whose analysis failed make it a failed run (never a silent gap)."""
-        p = self._pipeline
-        failed = sum(p.errors.values()) if p is not None else 0
+        p, replay = self._pipeline, self._replay
+        if p is None or replay is None:
+            return
+        failed = sum(p.errors.values())
         if failed and self._failure is None:
-            self._fail(f"replay of {self._replay.path}: analysis failed on {failed} of {self._windows} windows "
+            self._fail(f"replay of {replay.path}: analysis failed on {failed} of {self._windows} windows "
                        f"({p.last_error})")
 
     def _on_stage_error(self, stage: str, exc: Exception, in_a_row: int) -> None:
@@ -301,7 +303,8 @@ class Engine:
 
     def _on_output(self, result: Result, latency_ms: dict[str, float]) -> None:
         e2e = max(0.0, (self.now() - result.t1) * 1000.0)
-        self._e2e.add(e2e)
+        if self._e2e is not None:  # set by _begin, before the pipeline that calls this exists
+            self._e2e.add(e2e)
         result = dataclasses.replace(result, latency_ms={**result.latency_ms, **latency_ms, "end_to_end": e2e})
         with self._lock:
             self.results.append(result)

@@ -13,14 +13,22 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 
-from .packets import (AUDIO_RATE, AudioChunk, Modality, SourceState, SourceStatus, TextSegment, VideoFrame,
-                      cap_frame_size)
+from .packets import (
+    AUDIO_RATE,
+    AudioChunk,
+    Modality,
+    SourceState,
+    SourceStatus,
+    TextSegment,
+    VideoFrame,
+    cap_frame_size,
+)
 from .session import Timed
 
 log = logging.getLogger(__name__)
@@ -252,13 +260,14 @@ class MediaFile:
         error: Exception | None = None
         started = False
 
-        def chunks(frames) -> Iterator[Timed]:
+        def chunks(frames, base: float) -> Iterator[Timed]:
+            """Chunks of resampled ``frames``, stamped ``base`` + the samples emitted since the last anchor."""
             nonlocal emitted, last_end
             for out in frames:
                 samples = np.ascontiguousarray(out.to_ndarray().reshape(-1), dtype=np.float32)
                 if not len(samples):
                     continue
-                chunk = AudioChunk(base_t + emitted / AUDIO_RATE, samples)
+                chunk = AudioChunk(base + emitted / AUDIO_RATE, samples)
                 emitted += len(samples)
                 last_end = chunk.t_end
                 yield chunk.t_end, chunk
@@ -278,14 +287,14 @@ class MediaFile:
                 elif expect is not None and (abs(t_in - expect) > DISCONTINUITY_S or decoder.skipped != skipped):
                     # a pts jump, or a damaged packet was skipped: restamp from pts so audio stays in sync
                     log.info("%s: audio jumps from %.3f s to %.3f s; re-anchoring", self.path, expect, t_in)
-                    yield from chunks(resampler.resample(None))
+                    yield from chunks(resampler.resample(None), base_t)
                     resampler = av.AudioResampler(format="flt", layout="mono", rate=AUDIO_RATE)
                     base_t, emitted = t_in, 0
                 skipped = decoder.skipped
                 expect = t_in + frame.samples / float(frame.sample_rate or AUDIO_RATE)
-                yield from chunks(resampler.resample(frame))
+                yield from chunks(resampler.resample(frame), base_t)
             if base_t is not None:
-                yield from chunks(resampler.resample(None))
+                yield from chunks(resampler.resample(None), base_t)
         except (av.FFmpegError, OSError, ValueError) as exc:
             error = exc
             log.warning("%s: audio decoding stopped at %.1f s: %s", self.path, last_end or 0.0, exc)
@@ -347,7 +356,7 @@ def write_test_video(path: str | os.PathLike, seconds: float = 3.0, fps: int = 1
                 c.mux(p)
         for p in vs.encode():
             c.mux(p)
-        if as_ is not None:
+        if audio and as_ is not None:  # (as_ exists exactly when audio is set; this tells the type checker)
             total, k = int(round(seconds * audio_rate)), 0
             while k < total:
                 n = min(1024, total - k)

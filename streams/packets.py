@@ -6,8 +6,9 @@ devices can be aligned without knowing where they came from.
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import cast
 
 import numpy as np
 
@@ -79,6 +80,13 @@ class VideoFrame:
     """
 
     __slots__ = ("t", "index", "_image", "_make", "_what")
+    # Declarations for type checkers only: bare annotations create no class attributes, so the slots stay the
+    # storage and attribute access costs the same.
+    t: float
+    index: int
+    _image: np.ndarray | None
+    _make: Callable[[], np.ndarray | None] | None
+    _what: str
 
     def __init__(self, t: float, image: np.ndarray, index: int) -> None:
         object.__setattr__(self, "t", t)
@@ -102,8 +110,8 @@ class VideoFrame:
         image = self._image
         if image is None:
             make = self._make
-            if make is None:  # another thread finished it between the two reads
-                return self._image
+            if make is None:  # another thread finished it between the two reads (it sets _image before _make)
+                return cast(np.ndarray, self._image)
             what = self._what or f"frame {self.index} at {self.t:.3f} s"
             try:
                 image = make()
@@ -219,7 +227,7 @@ class SourceStatus:
         }
 
     @classmethod
-    def from_json(cls, d: dict) -> "SourceStatus":
+    def from_json(cls, d: dict) -> SourceStatus:
         mod = d.get("modality")
         return cls(
             state=SourceState(d["state"]),

@@ -11,8 +11,8 @@ import collections
 import logging
 import math
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
@@ -330,7 +330,8 @@ class Windower:
         state, dev_reason, configured = self._device(Modality.VIDEO, history, t1)
         fps = self._fps(frames)
         period = 1.0 / fps if fps else 0.0
-        gaps, trailing = _gaps([f.t for f in frames], [f.t + period for f in frames], t0, t1, max(cfg.gap_s, 2.5 * period))
+        gaps, trailing = _gaps([f.t for f in frames], [f.t + period for f in frames], t0, t1,
+                               max(cfg.gap_s, 2.5 * period))
         expected = int(round(span * fps)) if fps else len(frames)
         dropped = sum(max(0, b.index - a.index - 1) for a, b in zip(frames, frames[1:]))
         present = bool(frames and state.delivers and trailing < cfg.stale_after_s)
@@ -374,7 +375,8 @@ class Windower:
         padded = np.concatenate([[True], valid, [True]])
         edges = np.flatnonzero(np.diff(padded.astype(np.int8)))
         starts, ends = edges[::2], edges[1::2]
-        gaps = tuple((float(t0 + s / rate), float(t0 + e / rate)) for s, e in zip(starts, ends) if (e - s) / rate > gap_s)
+        gaps = tuple((float(t0 + s / rate), float(t0 + e / rate))
+                     for s, e in zip(starts, ends) if (e - s) / rate > gap_s)
         trailing = 0.0 if valid[-1] else float((len(valid) - starts[-1]) / rate)
         return gaps, trailing
 

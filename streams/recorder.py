@@ -9,6 +9,7 @@ once a second, on the writer thread, which bounds what a power cut can lose. The
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import json
 import logging
@@ -25,8 +26,22 @@ import numpy as np
 
 from .clock import Clock
 from .packets import AUDIO_RATE, AudioChunk, SourceStatus, TextSegment, VideoFrame
-from .session_files import (AUDIO, AUDIO_INDEX, DATA_FILES, EVENTS, FORMAT_NAME, FORMAT_VERSION, META, PCM_SCALE,
-                            TRANSCRIPT, VIDEO, VIDEO_INDEX, WINDOWS, wav_header, write_json_atomic)
+from .session_files import (
+    AUDIO,
+    AUDIO_INDEX,
+    DATA_FILES,
+    EVENTS,
+    FORMAT_NAME,
+    FORMAT_VERSION,
+    META,
+    PCM_SCALE,
+    TRANSCRIPT,
+    VIDEO,
+    VIDEO_INDEX,
+    WINDOWS,
+    wav_header,
+    write_json_atomic,
+)
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +50,7 @@ _KINDS = ("video", "audio", "text", "status", "window")
 
 
 def _iso(unix: float) -> str:
-    return _dt.datetime.fromtimestamp(unix, _dt.timezone.utc).astimezone().isoformat(timespec="milliseconds")
+    return _dt.datetime.fromtimestamp(unix, _dt.UTC).astimezone().isoformat(timespec="milliseconds")
 
 
 def package_versions() -> dict[str, str]:
@@ -117,7 +132,7 @@ class SessionRecorder:
         self._closed = False
 
     # -- lifecycle --------------------------------------------------------------------------------------------
-    def start(self) -> "SessionRecorder":
+    def start(self) -> SessionRecorder:
         """Create the folder and files, write ``meta.json`` (``complete: false``) and start the writer thread."""
         try:
             self.path.mkdir(parents=True, exist_ok=True)
@@ -215,7 +230,7 @@ class SessionRecorder:
                  {k: v for k, v in self.dropped.items() if v} or "none")
         return self._meta
 
-    def __enter__(self) -> "SessionRecorder":
+    def __enter__(self) -> SessionRecorder:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -399,10 +414,8 @@ class SessionRecorder:
 
     def _close_files(self) -> None:
         for f in self._files.values():
-            try:
+            with contextlib.suppress(OSError):
                 f.close()
-            except OSError:
-                pass
         self._files.clear()
 
     def _now(self) -> float:

@@ -4,8 +4,8 @@ Packets of all modalities are merged by *arrival* time (when the live buffer rec
 at its time, audio and text once complete) onto a :class:`~streams.clock.SimulatedClock`. Windows are cut as
 the live loop cuts them (once the streams have delivered past ``t1``, or when simulated time passes
 ``t1 + grace``), so a replayed session yields the same windows the recording process saw: same grid, same
-presence, same reasons (modalities that had no source keep the reason recorded live). ``speed=None`` runs as fast as possible and is deterministic; ``speed=1.0`` paces against
-the wall clock for demos.
+presence, same reasons (modalities that had no source keep the reason recorded live). ``speed=None`` runs as
+fast as possible and is deterministic; ``speed=1.0`` paces against the wall clock for demos.
 """
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
-from typing import Callable, Iterator
 
 from .buffer import TimeAlignedBuffer, WindowConfig, Windower
 from .clock import SimulatedClock

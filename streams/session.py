@@ -14,19 +14,52 @@ import functools
 import json
 import logging
 import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
-from .packets import (AUDIO_RATE, AudioChunk, Modality, SourceState, SourceStatus, TextSegment, VideoFrame,
-                      cap_frame_size, cap_image)
+from .packets import (
+    AUDIO_RATE,
+    AudioChunk,
+    Modality,
+    SourceState,
+    SourceStatus,
+    TextSegment,
+    VideoFrame,
+    cap_frame_size,
+    cap_image,
+)
+
 # re-exported: readers of sessions import these from here
-from .session_files import (AUDIO, AUDIO_INDEX, DATA_FILES, EVENTS, FORMAT_NAME, FORMAT_VERSION, META,  # noqa: F401
-                            META_SCHEMA, PCM_SCALE, TRANSCRIPT, VIDEO, VIDEO_INDEX, WAV_HEADER_BYTES,
-                            WINDOW_CONFIG_KEYS, WINDOWS, SessionError, WavInfo, is_session_dir, json_type, read_jsonl,
-                            read_wav_info, validate_meta, wav_header, window_config_from_meta,
-                            write_json_atomic)
+from .session_files import (  # noqa: F401
+    AUDIO,
+    AUDIO_INDEX,
+    DATA_FILES,
+    EVENTS,
+    FORMAT_NAME,
+    FORMAT_VERSION,
+    META,
+    META_SCHEMA,
+    PCM_SCALE,
+    TRANSCRIPT,
+    VIDEO,
+    VIDEO_INDEX,
+    WAV_HEADER_BYTES,
+    WINDOW_CONFIG_KEYS,
+    WINDOWS,
+    SessionError,
+    WavInfo,
+    is_session_dir,
+    json_type,
+    read_jsonl,
+    read_wav_info,
+    validate_meta,
+    wav_header,
+    window_config_from_meta,
+    write_json_atomic,
+)
 
 log = logging.getLogger(__name__)
 

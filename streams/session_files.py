@@ -236,7 +236,7 @@ def validate_meta(meta: Any, path: Path) -> dict:
     return meta
 
 
-def window_config_from_meta(recorded: dict | None, path: Path) -> "WindowConfig | None":
+def window_config_from_meta(recorded: dict | None, path: Path) -> WindowConfig | None:
     """The live window configuration of ``meta.json`` (unknown keys ignored), or None when none was recorded."""
     from .buffer import WindowConfig  # buffer imports nothing from here; lazy keeps the module graph flat
 

@@ -24,8 +24,17 @@ from streams.files import MediaFile, write_test_video
 from streams.packets import MAX_FRAME_SIZE, Modality, SourceState, VideoFrame, cap_frame_size, cap_image
 from streams.recorder import RecorderError, SessionRecorder
 from streams.replay import Replay
-from streams.session import (AUDIO, AUDIO_INDEX, META, TRANSCRIPT, VIDEO, VIDEO_INDEX, SessionError, SessionReader,
-                             read_jsonl)
+from streams.session import (
+    AUDIO,
+    AUDIO_INDEX,
+    META,
+    TRANSCRIPT,
+    VIDEO,
+    VIDEO_INDEX,
+    SessionError,
+    SessionReader,
+    read_jsonl,
+)
 from streams.synthetic import synthetic_frame
 from tests.helpers import audio_packets, status, text, video_packets
 from tests.test_engine import health_result
@@ -208,10 +217,9 @@ def test_atomic_output_renames_on_success_and_keeps_partial_on_failure(tmp_path)
     with atomic_output(out) as f:
         f.write("good\n")
     assert out.read_text() == "good\n" and not partial_path(out).exists()
-    with pytest.raises(RunFailed):
-        with atomic_output(out) as f:
-            f.write("half\n")
-            raise RunFailed("x.mp4: broken")
+    with pytest.raises(RunFailed), atomic_output(out) as f:
+        f.write("half\n")
+        raise RunFailed("x.mp4: broken")
     assert out.read_text() == "good\n", "a previous good file is never overwritten by a failed run"
     assert partial_path(out).read_text() == "half\n" and partial_path(out).name == "r.jsonl.partial"
 

@@ -7,9 +7,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .config import BenchConfig, CACHE_DIR
+from .config import CACHE_DIR, BenchConfig
 from .report import _json_safe, format_table, run_bench
-
 
 
 # -- command line -------------------------------------------------------------------------------------------

@@ -47,7 +47,7 @@ class BenchConfig:
     quick: bool = False
 
     @classmethod
-    def quick_config(cls, **kw) -> "BenchConfig":
+    def quick_config(cls, **kw) -> BenchConfig:
         base = dict(live_s=10.0, long_s=20.0, soak_s=180.0, forward_iters=50, naive_windows=20, ab_windows=30,
                     ab_replay_s=20.0, ab_live_s=6.0, quick=True)
         base.update(kw)

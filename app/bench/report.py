@@ -7,14 +7,24 @@ import math
 import os
 import platform
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
-from .config import BenchConfig, TARGETS
-from .measure import (measure_live, measure_live_forward, measure_naive, measure_parallel_face, measure_soak,
-                      measure_umq_throughput, measure_vad, peak_rss_mb, replay_once)
+from .config import TARGETS, BenchConfig
+from .measure import (
+    measure_live,
+    measure_live_forward,
+    measure_naive,
+    measure_parallel_face,
+    measure_soak,
+    measure_umq_throughput,
+    measure_vad,
+    peak_rss_mb,
+    replay_once,
+)
 from .session import generated_session
 
 log = logging.getLogger(__name__)

@@ -8,7 +8,7 @@ from skimage import data
 
 from streams.packets import VideoFrame
 from umq.perception.face import FaceFrontEnd
-from umq.perception.face_align import FER_TEMPLATE, align_face, head_pose, similarity
+from umq.perception.face_align import FER_BOX, FER_TEMPLATE, align_face, fer_crop, fer_square, head_pose, similarity
 from umq.perception.face_cues import FaceCues
 from umq.perception.face_detect import RetinaFaceDetector, to_bgr
 from umq.perception.face_track import MultiFaceTracker
@@ -152,3 +152,19 @@ def test_a_face_too_small_to_read_is_not_called_no_face(frontend, astronaut, mon
     feats = frontend([VideoFrame(i * 0.1, astronaut, i) for i in range(3)])
     assert not feats.mask.any() and feats.cues.describe().startswith("face too small")
     assert feats.faces and feats.faces[0].probs is None
+
+
+def test_fer_crop_framing_survives_a_round_trip_through_a_frame(detector, astronaut):
+    """A FER-framed crop, enlarged into a frame and cropped again, comes back with the same framing."""
+    gray = cv2.cvtColor(astronaut, cv2.COLOR_BGR2GRAY)
+    first = fer_crop(gray, detector(gray)[0].box)
+    assert first.shape == (48, 48)
+    frame = np.full((480, 640), 100, np.uint8)
+    frame[100:292, 300:492] = cv2.resize(first, (192, 192), interpolation=cv2.INTER_LINEAR)
+    again = fer_crop(frame, detector(frame)[0].box)
+    (dx, dy), _ = cv2.phaseCorrelate(first.astype(np.float64), again.astype(np.float64))
+    assert abs(dx) < 3 and abs(dy) < 3, (dx, dy)  # same place within a few pixels of 48 (FER's spread: 3-5)
+    sharp_first, sharp_again = cv2.Laplacian(first, cv2.CV_64F).var(), cv2.Laplacian(again, cv2.CV_64F).var()
+    assert sharp_again > 0.3 * sharp_first  # a proper downscale, not a smear
+    cx, cy, side = fer_square(tuple(v * 4 for v in FER_BOX))  # a FER image's own box, 4x: the 192-px image
+    assert abs(cx - 96) < 1 and abs(cy - 96) < 1 and abs(side - 192) < 1

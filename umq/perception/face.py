@@ -2,8 +2,8 @@
 
 Detection is RetinaFace with five landmarks (:mod:`.face_detect`), run every few analysed frames; faces are
 followed in between by template matching and keep stable track ids (:mod:`.face_track`). Each face is aligned onto
-FER2013's crop geometry from its landmarks (:mod:`.face_align`), so the encoder sees at run time what it saw in
-training. Frames larger than 640 px are analysed on a 640 px copy (boxes are reported in frame pixels). At most
+FER2013's crop geometry from its detector box (:mod:`.face_align`), so the encoder sees at run time what it saw
+in training. Frames larger than 640 px are analysed on a 640 px copy (boxes are reported in frame pixels). At most
 ``max_faces`` faces are analysed per frame (largest first). The primary face — the one that drives fusion — is the
 current one while it stays at least half as large as the largest face, otherwise the largest. Frames appear in
 several overlapping windows (2 s windows, 0.5 s hop), so each frame is analysed once and cached by frame number.
@@ -22,7 +22,7 @@ import torch
 from streams.packets import FrameDecodeError
 from umq.device import to_device
 
-from .face_align import align_face, head_pose
+from .face_align import fer_crop, head_pose
 from .face_cues import MIN_FACE_PX, FaceCues, FrameCues, sharpness
 from .face_detect import to_bgr
 from .face_net import FaceExpressionNet, load_face_net, preprocess_batch
@@ -175,7 +175,7 @@ class FaceFrontEnd:
                 box = _frame_box(tf.box, s, W0, H0)
                 usable = tf.box[3] >= MIN_FACE_PX
                 if usable:
-                    crops.append(align_face(gray, tf.landmarks))
+                    crops.append(fer_crop(gray, tf.box))
                 faces.append((tf.track_id, box, tf.score, len(crops) - 1 if usable else None, tf))
             primary = self._choose_primary(faces)
             cues = self._cues(gray, faces[primary] if primary is not None else None, bool(faces))

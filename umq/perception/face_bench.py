@@ -2,6 +2,7 @@
 sizes, tilts and light levels, time per detection, and the face stage's time per window.
 
     python -m umq.perception.face_bench --data ../shared/data/fer2013/train.npz --faces 12
+    python -m umq.perception.face_bench --stage assets/demo_session --windows 60
 
 Faces are FER2013 *train* images (not a validation split) upscaled to the face size plus the astronaut photo.
 """
@@ -61,11 +62,41 @@ def recall(faces: list[np.ndarray], seed: int = 0) -> dict:
             "ms_per_frame_p50": {k: float(np.median(v)) for k, v in times.items()}}
 
 
+def stage(video: str, windows: int, threads: int = 2) -> dict:
+    """The face front-end's time per window (ms) on a replayed video or session, as the app runs it."""
+    import torch
+
+    from streams.replay import Replay
+
+    from .face import FaceFrontEnd
+
+    torch.set_num_threads(threads)
+    fe = FaceFrontEnd()
+    fe.net  # load before timing
+    times = []
+    for k, w in enumerate(Replay(video, speed=None).windows()):
+        if k >= windows:
+            break
+        t = time.perf_counter()
+        fe(w.video.frames)
+        times.append((time.perf_counter() - t) * 1000)
+    t = np.array(times[1:])
+    return {"windows": len(t), "p50_ms": float(np.percentile(t, 50)), "p95_ms": float(np.percentile(t, 95)),
+            "detections": fe.tracker.detections, "threads": threads}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--data", required=True, help="FER2013-layout .npz to take faces from")
+    ap.add_argument("--data", help="FER2013-layout .npz to take faces from (detector recall)")
     ap.add_argument("--faces", type=int, default=12)
+    ap.add_argument("--stage", metavar="VIDEO", help="instead: time the face stage per window on this video/session")
+    ap.add_argument("--windows", type=int, default=60)
     args = ap.parse_args(argv)
+    if args.stage:
+        print(json.dumps(stage(args.stage, args.windows), indent=1))
+        return 0
+    if not args.data:
+        ap.error("--data or --stage is required")
     from skimage import data
 
     with np.load(args.data) as d:

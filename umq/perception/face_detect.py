@@ -57,6 +57,8 @@ def _session(threads: int):
     opts.intra_op_num_threads = max(1, threads)
     opts.inter_op_num_threads = 1
     opts.log_severity_level = 3
+    # no busy-waiting between runs: the face stage shares two cores with the voice front-end and capture
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(WEIGHTS, sess_options=opts, providers=["CPUExecutionProvider"])
 
 

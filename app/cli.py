@@ -65,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m app", description="Real-time multimodal affect analysis (UMQ).")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     p.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
-    sub = p.add_subparsers(dest="command", metavar="{live,replay,record,devices,bench}")
+    sub = p.add_subparsers(dest="command", metavar="{live,replay,record,devices,bench,analyze}")
     _server_options(p)
 
     lv = sub.add_parser("live", help="live analysis from a camera, a microphone and an optional transcript")
@@ -107,9 +107,10 @@ def build_parser() -> argparse.ArgumentParser:
     _server_options(rp)
 
     sub.add_parser("devices", help="list cameras and microphones")
-    from . import bench
+    from . import batch, bench
 
     bench.add_parser(sub)
+    batch.add_parser(sub)
     return p
 
 
@@ -476,4 +477,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from . import bench
 
         return bench.main(args)
+    if args.command == "analyze":
+        from . import batch
+
+        return batch.main(args)
     return cmd_default(args)

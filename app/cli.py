@@ -62,7 +62,8 @@ def positive(value: str) -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m app", description="Real-time multimodal affect analysis (UMQ).")
+    prog = "umq-live" if os.path.basename(sys.argv[0] or "") == "umq-live" else "python -m app"
+    p = argparse.ArgumentParser(prog=prog, description="Real-time multimodal affect analysis (UMQ).")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     p.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
     sub = p.add_subparsers(dest="command", metavar="{live,replay,record,devices,bench,analyze}")
@@ -75,6 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
                                          "(lines can always be typed in the dashboard)")
     lv.add_argument("--browser", action="store_true",
                     help="take camera and microphone from the browser (for an app on a remote machine)")
+    _lsl_option(lv)
     _server_options(lv)
 
     r = sub.add_parser("record", help="record a session folder (camera, microphone, transcript)")
@@ -104,6 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="'max' (default with --headless) or a real-time factor such as 1 or 2.5")
     rp.add_argument("--window", type=positive, help="override the recorded window length (s)")
     rp.add_argument("--hop", type=positive, help="override the recorded hop (s)")
+    _lsl_option(rp)
     _server_options(rp)
 
     sub.add_parser("devices", help="list cameras and microphones")
@@ -112,6 +115,20 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_parser(sub)
     batch.add_parser(sub)
     return p
+
+
+def _lsl_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--lsl", nargs="?", const="umq-live", default=None, metavar="NAME",
+                   help="publish each window's result as Lab Streaming Layer streams NAME-emotion, NAME-quality and "
+                        "NAME-markers (default NAME umq-live; see app/lsl.py)")
+
+
+def _attach_lsl(args: argparse.Namespace, engine, hop_s: float) -> None:
+    """``--lsl``: raises :class:`app.lsl.LslUnavailable` (a clear message) when pylsl cannot be used."""
+    if getattr(args, "lsl", None) is not None:
+        from .lsl import attach_lsl
+
+        attach_lsl(engine, args.lsl, hop_s)
 
 
 def _server_options(p: argparse.ArgumentParser) -> None:
@@ -280,7 +297,9 @@ def cmd_replay(args: argparse.Namespace) -> int:
     except Exception as exc:  # noqa: BLE001 - e.g. a checkpoint error: say it, do not dump a traceback
         from umq.checkpoint import CheckpointError
 
-        if not isinstance(exc, CheckpointError):
+        from .lsl import LslUnavailable
+
+        if not isinstance(exc, (CheckpointError, LslUnavailable)):
             raise
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_ERROR
@@ -323,6 +342,7 @@ def _write_results(replay, config, out, args) -> tuple[int, dict, dict]:
 
     analyzer = Analyzer(device=_opt(args, "device"))
     engine = Engine(analyzer.stages(), EngineConfig(window=config, policy="block"))
+    _attach_lsl(args, engine, config.hop_s)
     present = {"video": 0, "audio": 0, "text": 0}
     reasons: dict[str, dict[str, int]] = {m: {} for m in present}
     n = 0
@@ -390,6 +410,7 @@ def run_dashboard(args: argparse.Namespace, replay: Path | None = None, live: bo
     from .capture import CaptureOptions
     from .dashboard.controller import DashboardController, ReplayPathError
     from .dashboard.ui import launch
+    from .lsl import LslUnavailable
 
     host, port, share = _opt(args, "host"), _opt(args, "port"), _opt(args, "share")
     try:
@@ -408,6 +429,7 @@ def run_dashboard(args: argparse.Namespace, replay: Path | None = None, live: bo
         # load the models now: a broken checkpoint is reported before the server starts, and the first windows
         # are not slowed down by lazy loading
         log.info("models ready in %.1f s", ctl.analyzer.warm_up())
+        _attach_lsl(args, ctl.engine, ctl.engine.config.window.hop_s)
         if replay is not None:
             print(ctl.start_replay(replay, 1.0 if args.speed is None else args.speed))
         elif live or live is None:
@@ -421,7 +443,7 @@ def run_dashboard(args: argparse.Namespace, replay: Path | None = None, live: bo
                     print(ctl.start_live(opts, asr=_opt(args, "asr")))
             else:
                 print(ctl.start_live(opts, browser=getattr(args, "browser", False), asr=_opt(args, "asr")))
-    except (CheckpointError, ReplayPathError, ValueError, OSError) as exc:
+    except (CheckpointError, ReplayPathError, ValueError, OSError, LslUnavailable) as exc:
         print(f"error: {exc}", file=sys.stderr)
         ctl.close()
         return EXIT_ERROR

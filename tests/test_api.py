@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def readme_example() -> str:
     text = (ROOT / "README.md").read_text()
     section = text.split("## Python API", 1)[1]
-    blocks = re.findall(r"```python\n(.*?)```", section, flags=re.S)
+    blocks = re.findall(r"```python\n(.*?)```", section, flags=re.DOTALL)
     assert blocks, "README's Python API section has no python code block"
     return blocks[0]
 

@@ -129,7 +129,7 @@ def batch(tree, analyzer, tmp_path_factory):
 
 
 def test_batch_writes_a_table_and_a_provenance_jsonl_per_input(batch, tree):
-    out, items, report = batch
+    out, _, report = batch
     assert report["analysed"] == 5 and report["failed"] == 1
     for name in ("a", "sub dir__ünï__a", "silent film", "audio only", "s1"):
         df = read_table(out / f"{name}.csv")

@@ -32,14 +32,18 @@ def test_pip_install_gives_a_working_console_command(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(target)}
     outside = tmp_path / "elsewhere"  # not the checkout: only the installed copy can be imported
     outside.mkdir()
+    helps = {}
     for args in (["--help"], ["analyze", "--help"]):
         r = subprocess.run([str(target / "bin" / "umq-live"), *args], cwd=outside, env=env, capture_output=True,
                            text=True, timeout=300)
         assert r.returncode == 0, r.stderr
         assert r.stdout.startswith("usage: umq-live")
-    assert "{live,replay,record,devices,bench,analyze}" in r.stdout or "analyze" in r.stdout
-    r = subprocess.run([sys.executable, "-c", "import umq_live, app.paths as p, umq.runtime.analyzer as a; "
-                        "print(a.__file__); assert (a.ASSETS / 'umq.pt').is_file() and p.DEMO_SESSION.is_dir()"],
+        helps[args[0]] = r.stdout
+    assert "{live,replay,record,devices,bench,analyze}" in helps["--help"]
+    assert "--workers N" in helps["analyze"] and "--ray" in helps["analyze"]
+    probe = ("import umq_live, app.paths as p, umq.runtime.analyzer as a; "
+             "print(a.__file__); assert (a.ASSETS / 'umq.pt').is_file() and p.DEMO_SESSION.is_dir()")
+    r = subprocess.run([sys.executable, "-c", probe],
                        cwd=outside, env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip().startswith(str(target))

@@ -88,8 +88,18 @@ def main(args: argparse.Namespace) -> int:
             print(f"error: {exc}", file=sys.stderr)
             return EXIT_USAGE
     options = TaskOptions(window=args.window, hop=args.hop, device=getattr(args, "device", None))
-    report = run_batch(found.inputs, args.out, options, force=args.force, workers=args.workers or 1, ray=ray_opts,
-                       progress=not args.no_progress)
+    from umq.checkpoint import CheckpointError
+
+    try:
+        report = run_batch(found.inputs, args.out, options, force=args.force, workers=args.workers or 1,
+                           ray=ray_opts, progress=not args.no_progress)
+    except CheckpointError as exc:  # the models cannot load: nothing could be analysed
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        print(f"interrupted: finished inputs are in {args.out}; run the same command again to resume",
+              file=sys.stderr)
+        return 130
     print(f"analysed {report['analysed']}, skipped {report['skipped']} (already done), failed {report['failed']}; "
           f"ignored {len(found.ignored)} other files -> {args.out}")
     if report["failed"]:

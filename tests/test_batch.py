@@ -95,6 +95,19 @@ def test_discovery_finds_inputs_ignores_the_rest_and_names_outputs_uniquely(tree
     assert not any("s1/" in i.path.as_posix() for i in found.inputs)
 
 
+def test_the_output_folder_inside_an_input_folder_is_not_searched(tree, tmp_path):
+    out = tree / "results"
+    out.mkdir(exist_ok=True)
+    (out / "a.csv").write_text("x")
+    try:
+        found = discover([tree], exclude=[out])
+        assert not any(out in p.parents for p, _ in found.ignored)
+        assert any(out in p.parents for p, _ in discover([tree]).ignored)
+    finally:
+        (out / "a.csv").unlink()
+        out.rmdir()
+
+
 def test_output_names_are_stable_and_never_collide(tmp_path):
     paths = [tmp_path / "x" / "a.mp4", tmp_path / "y" / "A.mkv", tmp_path / "x" / "a.mkv", tmp_path / "summary.mp4"]
     for p in paths:

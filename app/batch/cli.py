@@ -62,7 +62,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
 def main(args: argparse.Namespace) -> int:
     try:
-        found = discover(args.paths)
+        found = discover(args.paths, exclude=[args.out])
         check_writable(args.out)
     except (InputError, OutputError) as exc:
         print(f"error: {exc}", file=sys.stderr)

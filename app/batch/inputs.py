@@ -48,7 +48,8 @@ class InputError(ValueError):
     """A path given on the command line does not exist: said before any work starts."""
 
 
-def _walk(folder: Path, found: list[tuple[Path, str]], ignored: list[tuple[Path, str]]) -> None:
+def _walk(folder: Path, found: list[tuple[Path, str]], ignored: list[tuple[Path, str]],
+          exclude: frozenset[Path] = frozenset()) -> None:
     try:
         entries = sorted(folder.iterdir(), key=lambda p: p.name)
     except OSError as exc:
@@ -58,10 +59,12 @@ def _walk(folder: Path, found: list[tuple[Path, str]], ignored: list[tuple[Path,
         if p.name.startswith("."):
             continue
         if p.is_dir():
+            if p.resolve() in exclude:
+                continue  # the batch's own output folder inside an input folder
             if is_session_dir(p):
                 found.append((p, "session"))
             else:
-                _walk(p, found, ignored)
+                _walk(p, found, ignored, exclude)
         elif p.suffix.lower() in MEDIA_SUFFIXES:
             found.append((p, "file"))
         elif p.suffix.lower() in SIDECAR_SUFFIXES and any(p.with_suffix(s).exists() for s in _all_cases()):
@@ -75,14 +78,16 @@ def _all_cases() -> list[str]:
     return [*MEDIA_SUFFIXES, *(s.upper() for s in MEDIA_SUFFIXES)]
 
 
-def discover(paths: list[str | os.PathLike]) -> Discovery:
-    """The inputs under ``paths`` in a stable order (as given; folders sorted by name), without duplicates.
+def discover(paths: list[str | os.PathLike], exclude: list[str | os.PathLike] = ()) -> Discovery:
+    """The inputs under ``paths`` in a stable order (as given; folders sorted by name), without duplicates;
+    folders in ``exclude`` (the output folder) are not searched.
 
     Raises:
         InputError: a path does not exist.
     """
     found: list[tuple[Path, str]] = []
     ignored: list[tuple[Path, str]] = []
+    skip = frozenset(Path(e).expanduser().resolve() for e in exclude)
     for raw in paths:
         p = Path(raw).expanduser()
         if not p.exists():
@@ -92,7 +97,7 @@ def discover(paths: list[str | os.PathLike]) -> Discovery:
             if is_session_dir(p):
                 found.append((p, "session"))
             else:
-                _walk(p, found, ignored)
+                _walk(p, found, ignored, skip)
         elif p.suffix.lower() in MEDIA_SUFFIXES:
             found.append((p, "file"))
         else:

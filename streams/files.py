@@ -19,7 +19,8 @@ from typing import Iterator
 
 import numpy as np
 
-from .packets import AUDIO_RATE, AudioChunk, Modality, SourceState, SourceStatus, TextSegment, VideoFrame
+from .packets import (AUDIO_RATE, AudioChunk, Modality, SourceState, SourceStatus, TextSegment, VideoFrame,
+                      cap_frame_size)
 from .session import Timed
 
 log = logging.getLogger(__name__)
@@ -197,7 +198,8 @@ class MediaFile:
         return av, container, stream
 
     def timed_frames(self) -> Iterator[Timed]:
-        """BGR frames stamped from pts; arrival = frame time (a camera delivers a frame as it is taken)."""
+        """BGR frames stamped from pts (downscaled to fit :data:`~streams.packets.MAX_FRAME_SIZE`); arrival =
+        frame time (a camera delivers a frame as it is taken)."""
         av, container, stream = self._open_stream("video")
         period = 1.0 / self.video_fps if self.video_fps else 0.0
         last_t: float | None = None
@@ -214,8 +216,7 @@ class MediaFile:
                 if not started:
                     started = True
                     yield self._status(Modality.VIDEO, SourceState.RUNNING, min(0.0, t))
-                image = frame.to_ndarray(format="bgr24")
-                yield t, VideoFrame(t, np.ascontiguousarray(image), index)
+                yield t, VideoFrame(t, np.ascontiguousarray(self._bgr(frame)), index)
                 index += 1
                 last_t = t
         except (av.FFmpegError, OSError, ValueError) as exc:
@@ -229,6 +230,15 @@ class MediaFile:
         t_end = (last_end if last_end is not None else 0.0) + END_EPS_S
         yield self._status(Modality.VIDEO, SourceState.ENDED, t_end,
                            self._end_reason(Modality.VIDEO, last_end, error, decoder.skipped))
+
+    @staticmethod
+    def _bgr(frame) -> np.ndarray:
+        """The frame as BGR, scaled by FFmpeg to fit :data:`~streams.packets.MAX_FRAME_SIZE` in the same
+        conversion (so a full-size 8K image is never made in Python)."""
+        width, height = cap_frame_size(frame.width, frame.height)
+        if (width, height) == (frame.width, frame.height):
+            return frame.to_ndarray(format="bgr24")
+        return frame.reformat(width=width, height=height, format="bgr24").to_ndarray()
 
     def timed_audio(self) -> Iterator[Timed]:
         """16 kHz mono float32 chunks; stamped from the first pts and then by sample count (so chunks tile

@@ -90,10 +90,12 @@ def main(args: argparse.Namespace) -> int:
     options = TaskOptions(window=args.window, hop=args.hop, device=getattr(args, "device", None))
     from umq.checkpoint import CheckpointError
 
+    from ..outputs import RunFailed
+
     try:
         report = run_batch(found.inputs, args.out, options, force=args.force, workers=args.workers or 1,
                            ray=ray_opts, progress=not args.no_progress)
-    except CheckpointError as exc:  # the models cannot load: nothing could be analysed
+    except (CheckpointError, RunFailed) as exc:  # the models cannot load: nothing could be analysed
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:

@@ -58,11 +58,13 @@ def expected_windows(replay, config) -> int | None:
 
 def make_analyzer(options: TaskOptions):
     """An Analyzer for a worker: loaded once, warm, with the batch's quality-lab settings."""
-    from umq.runtime.analyzer import Analyzer
-    from umq.runtime.lab import LabSettings, QualityLab
+    from umq.runtime.lab import LabSettings
 
-    analyzer = Analyzer(device=options.device, lab=QualityLab(LabSettings(**options.lab)))
-    analyzer.warm_up()
+    from ..headless import load_analyzer
+
+    analyzer = load_analyzer(options.device)  # RunFailed naming the file when a weights file does not load
+    if options.lab:
+        analyzer.lab.set(LabSettings(**options.lab))
     return analyzer
 
 
@@ -84,8 +86,10 @@ def _reason(exc: BaseException) -> str:
     from streams.files import MediaFileError
     from streams.session import SessionError
 
-    text = str(exc) or type(exc).__name__
-    if isinstance(exc, (MediaFileError, SessionError)):
+    from ..outputs import RunFailed, one_line
+
+    text = one_line(exc) or type(exc).__name__
+    if isinstance(exc, (MediaFileError, SessionError, RunFailed)):
         return text
     return f"{type(exc).__name__}: {text}"
 
@@ -94,6 +98,7 @@ def _analyze(item, analyzer, options, on_window, on_total) -> Outcome:
     from streams.replay import Replay
 
     from ..engine import Engine, EngineConfig
+    from ..outputs import RunFailed
     from ..table import results_frame, start_unix_of, to_csv_text
 
     sha = input_sha256(item)
@@ -120,12 +125,12 @@ def _analyze(item, analyzer, options, on_window, on_total) -> Outcome:
     wall = time.perf_counter() - t
     failure = getattr(engine, "failure", None) or (str(replay.error) if replay.error else None)
     if failure:
-        raise RuntimeError(failure)
+        raise RunFailed(failure)
     tel = engine.telemetry()
     failed_windows = sum(tel.errors.values())
     if not results:
         why = f"; {tel.last_error}" if tel.last_error else ""
-        raise RuntimeError(f"no window could be analysed ({tel.windows} windows cut{why})")
+        raise RunFailed(f"no window could be analysed ({tel.windows} windows cut{why})")
     results.sort(key=lambda r: r.index)
     meta = replay.meta if isinstance(replay.meta, dict) else {}
     head = header(input_path=item.path, input_sha256=sha, name=item.name, analyzer=analyzer,

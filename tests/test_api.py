@@ -20,6 +20,7 @@ def readme_example() -> str:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)
 def test_the_readme_example_runs():
     """The block is executed as a user would paste it, from the project folder (the 45 s demo session)."""
     code = readme_example()

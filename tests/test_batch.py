@@ -231,6 +231,7 @@ def test_force_redoes_everything(tree, analyzer, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)
 def test_killed_batch_resumes_without_duplicating_rows(tree, tmp_path):
     """A real ``kill -9`` of the command after its first input; the rerun finishes the rest, exit status says a
     file failed."""

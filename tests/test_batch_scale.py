@@ -64,6 +64,7 @@ def reference(inputs, tmp_path_factory, torch_one_thread):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)  # three model loads (reference, two workers): minutes on a loaded 2-core runner
 def test_two_worker_processes_write_what_one_process_writes(inputs, reference, tmp_path):
     report = run_batch(inputs, tmp_path, TaskOptions(device="cpu"), workers=2, progress=False)
     assert (report["analysed"], report["failed"]) == (2, 0)
@@ -71,6 +72,7 @@ def test_two_worker_processes_write_what_one_process_writes(inputs, reference, t
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)  # starting Ray and two actors that load the models
 def test_ray_on_a_local_two_cpu_instance_writes_what_one_process_writes(inputs, reference, tmp_path):
     import ray
     try:

@@ -14,6 +14,7 @@ SOURCES = ("pyproject.toml", "README.md", "requirements.txt", "app", "umq", "str
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)
 def test_pip_install_gives_a_working_console_command(tmp_path):
     src = tmp_path / "src"  # a copy: building in place would leave build/ and egg-info in the checkout
     src.mkdir()

@@ -92,6 +92,7 @@ def test_a_new_run_reanchors_the_clock():
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)
 def test_headless_replay_publishes_with_lsl(tmp_path):
     """``python -m app replay VIDEO --headless --speed 1 --lsl NAME`` in a subprocess, read here."""
     from streams.files import write_test_video

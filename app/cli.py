@@ -95,10 +95,11 @@ def port_number(value: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m app", description="Real-time multimodal affect analysis (UMQ).")
+    prog = "umq-live" if os.path.basename(sys.argv[0] or "") == "umq-live" else "python -m app"
+    p = argparse.ArgumentParser(prog=prog, description="Real-time multimodal affect analysis (UMQ).")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     p.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
-    sub = p.add_subparsers(dest="command", metavar="{live,replay,record,devices,bench}")
+    sub = p.add_subparsers(dest="command", metavar="{live,replay,record,devices,bench,analyze}")
     _server_options(p)
 
     lv = sub.add_parser("live", help="live analysis from a camera, a microphone and an optional transcript")
@@ -108,6 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
                                          "(lines can always be typed in the dashboard)")
     lv.add_argument("--browser", action="store_true",
                     help="take camera and microphone from the browser (for an app on a remote machine)")
+    _lsl_option(lv)
     _server_options(lv)
 
     r = sub.add_parser("record", help="record a session folder (camera, microphone, transcript)")
@@ -139,13 +141,29 @@ def build_parser() -> argparse.ArgumentParser:
                     help="'max' (default with --headless) or a real-time factor such as 1 or 2.5")
     rp.add_argument("--window", type=window_length, help="override the recorded window length (s, at most 60)")
     rp.add_argument("--hop", type=hop_length, help="override the recorded hop (s, at least 0.05)")
+    _lsl_option(rp)
     _server_options(rp)
 
     sub.add_parser("devices", help="list cameras and microphones")
-    from . import bench
+    from . import batch, bench
 
     bench.add_parser(sub)
+    batch.add_parser(sub)
     return p
+
+
+def _lsl_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--lsl", nargs="?", const="umq-live", default=None, metavar="NAME",
+                   help="publish each window's result as Lab Streaming Layer streams NAME-emotion, NAME-quality and "
+                        "NAME-markers (default NAME umq-live; see app/lsl.py)")
+
+
+def _attach_lsl(args: argparse.Namespace, engine, hop_s: float) -> None:
+    """``--lsl``: raises :class:`app.lsl.LslUnavailable` (a clear message) when pylsl cannot be used."""
+    if getattr(args, "lsl", None) is not None:
+        from .lsl import attach_lsl
+
+        attach_lsl(engine, args.lsl, hop_s)
 
 
 def _server_options(p: argparse.ArgumentParser) -> None:
@@ -289,7 +307,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from .headless import replay_headless
 
     return replay_headless(args.path, out=args.out, windows_only=args.windows, speed=args.speed, window=args.window,
-                           hop=args.hop, device=_opt(args, "device"))
+                           hop=args.hop, device=_opt(args, "device"), lsl=getattr(args, "lsl", None))
 
 
 # -- devices / default ---------------------------------------------------------------------------------------
@@ -352,6 +370,7 @@ def run_dashboard(args: argparse.Namespace, replay: Path | None = None, live: bo
         # load the models now: a broken checkpoint is reported before the server starts, and the first windows
         # are not slowed down by lazy loading
         log.info("models ready in %.1f s", ctl.analyzer.warm_up())
+        _attach_lsl(args, ctl.engine, ctl.engine.config.window.hop_s)
         if replay is not None:
             print(ctl.start_replay(replay, 1.0 if args.speed is None else args.speed))
         elif live or live is None:
@@ -425,4 +444,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from . import bench
 
         return bench.main(args)
+    if args.command == "analyze":
+        from . import batch
+
+        return batch.main(args)
     return cmd_default(args)

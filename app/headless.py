@@ -19,15 +19,19 @@ EXIT_OK, EXIT_ERROR = 0, 1
 
 
 def replay_headless(path: Path, out: str = "-", windows_only: bool = False, speed: float | None = None,
-                    window: float | None = None, hop: float | None = None, device: str | None = None) -> int:
+                    window: float | None = None, hop: float | None = None, device: str | None = None,
+                    lsl: str | None = None) -> int:
     """Replay ``path`` without a browser: one JSON line per window to ``out`` (``-``: stdout; a file is written
     as ``OUT.partial`` and renamed on success); returns the exit status.
 
     Any failure (reader, model, stage, or no window at all) is one ``error: ...`` line naming the file and exit
-    1; the partial output stays as ``OUT.partial`` and a previous ``OUT`` is left as it was."""
+    1; the partial output stays as ``OUT.partial`` and a previous ``OUT`` is left as it was. ``lsl``: also publish
+    each result as LSL streams with that name prefix (:mod:`app.lsl`)."""
     from streams.files import MediaFileError
     from streams.replay import Replay
     from streams.session import SessionError
+
+    from .lsl import LslUnavailable
 
     try:
         replay = Replay(path, speed=speed)
@@ -47,14 +51,14 @@ def replay_headless(path: Path, out: str = "-", windows_only: bool = False, spee
             if analyzer is None:
                 n, present, reasons = _write_windows(replay, config, f, statuses)
             else:
-                n, present, reasons = _write_results(replay, config, f, analyzer)
+                n, present, reasons = _write_results(replay, config, f, analyzer, lsl)
     except OSError as exc:
         if not to_stdout and not writing:
             print(f"error: cannot write {out}: {exc.strerror or exc}", file=sys.stderr)
         else:
             print(f"error: {one_line(exc)}", file=sys.stderr)
         return EXIT_ERROR
-    except (RunFailed, SessionError, MediaFileError) as exc:
+    except (RunFailed, SessionError, MediaFileError, LslUnavailable) as exc:
         kept = f" (partial output kept in {partial_path(out)})" if writing else ""
         print(f"error: {one_line(exc)}{kept}", file=sys.stderr)
         return EXIT_ERROR
@@ -125,10 +129,13 @@ def _write_windows(replay, config, out, statuses: _StatusNotes) -> tuple[int, di
     return n, present, reasons
 
 
-def _write_results(replay, config, out, analyzer) -> tuple[int, dict, dict]:
+def _write_results(replay, config, out, analyzer, lsl: str | None = None) -> tuple[int, dict, dict]:
     """Every window through the engine and the runtime model (blocking hand-offs: nothing dropped). Raises
     :class:`~app.outputs.RunFailed` with the engine's reason when the run failed."""
+    from .lsl import attach_lsl
+
     engine = Engine(analyzer.stages(), EngineConfig(window=config, policy="block"))
+    attach_lsl(engine, lsl, config.hop_s)
     present = {"video": 0, "audio": 0, "text": 0}
     reasons: dict[str, dict[str, int]] = {m: {} for m in present}
     n = 0

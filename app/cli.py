@@ -16,12 +16,12 @@ import os
 import signal
 import sys
 import threading
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
-
-log = logging.getLogger("app.cli")
 
 from .paths import DEMO_SESSION
+
+log = logging.getLogger("app.cli")
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
 
@@ -350,8 +350,8 @@ def run_dashboard(args: argparse.Namespace, replay: Path | None = None, live: bo
 
     from .capture import CaptureOptions, missing_input_lines
     from .dashboard.controller import DashboardController, ReplayPathError
-    from .outputs import one_line
     from .dashboard.ui import launch
+    from .outputs import one_line
 
     host, port, share = _opt(args, "host"), _opt(args, "port"), _opt(args, "share")
     try:
@@ -374,7 +374,8 @@ def run_dashboard(args: argparse.Namespace, replay: Path | None = None, live: bo
         if replay is not None:
             print(ctl.start_replay(replay, 1.0 if args.speed is None else args.speed))
         elif live or live is None:
-            opts = CaptureOptions(source="devices", camera=getattr(args, "camera", None), mic=getattr(args, "mic", None),
+            opts = CaptureOptions(source="devices", camera=getattr(args, "camera", None),
+                                  mic=getattr(args, "mic", None),
                                   transcript=getattr(args, "transcript", None))
             if live is None and not getattr(args, "browser", False):
                 why = _no_devices_reason(*ctl.devices())

@@ -26,7 +26,7 @@ def _evaluate(*args: str) -> subprocess.CompletedProcess:
 
 def _check(out: Path, n: int, skipped: int) -> dict:
     rep = json.loads(out.read_text())
-    assert KEYS <= set(rep), rep.keys()
+    assert set(rep) >= KEYS, rep.keys()
     assert rep["n"] == n and rep["skipped"] == skipped
     assert 0.0 <= rep["accuracy"] <= 1.0 and np.array(rep["confusion"]).sum() == n
     return rep

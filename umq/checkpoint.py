@@ -58,7 +58,8 @@ def save_checkpoint(path: str | Path, *, kind: str, model: UMQ, labels: list[str
     ckpt: dict[str, Any] = {
         "format_version": FORMAT_VERSION, "kind": kind, "model_config": model.config.to_dict(),
         "labels": list(labels),
-        "norm": norm.to_dict() if norm is not None else {"mean": {}, "std": {}, "speaker_norm": []}, "data": data, "metrics": metrics,
+        "norm": norm.to_dict() if norm is not None else {"mean": {}, "std": {}, "speaker_norm": []},
+        "data": data, "metrics": metrics,
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
     }
     if train_state is not None:

@@ -10,6 +10,7 @@ as ``python -m app analyze`` and ``python -m app replay --headless``, so a row h
 """
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import queue
@@ -100,10 +101,8 @@ def iter_results(source: str | os.PathLike = "synthetic", *, seconds: float | No
                 q.put_nowait(r)
                 return
             except queue.Full:
-                try:
+                with contextlib.suppress(queue.Empty):
                     q.get_nowait()
-                except queue.Empty:
-                    pass
 
     engine = Engine(analyzer.stages(), EngineConfig(policy=None if live else "block"))
     engine.subscribe(put)

@@ -72,7 +72,7 @@ def stage(video: str, windows: int, threads: int = 2) -> dict:
 
     torch.set_num_threads(threads)
     fe = FaceFrontEnd()
-    fe.net  # load before timing
+    _ = fe.net  # load before timing
     times = []
     for k, w in enumerate(Replay(video, speed=None).windows()):
         if k >= windows:

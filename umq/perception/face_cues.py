@@ -81,7 +81,7 @@ class FaceCues:
             raise ValueError("face_ratio and stability are fractions in [0, 1]")
 
     @classmethod
-    def from_frames(cls, cues: list[FrameCues]) -> "FaceCues":
+    def from_frames(cls, cues: list[FrameCues]) -> FaceCues:
         if not cues:
             return cls(0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
         with_face = [c for c in cues if c.face_found] or cues

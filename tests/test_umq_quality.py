@@ -45,6 +45,7 @@ def test_anchor_losses():
 STEPS = 150
 
 
+@pytest.mark.slow  # model loads or trains: seconds to minutes on 2 cores
 def test_estimator_learns_to_order_a_corruption_ladder():
     torch.manual_seed(0)
     raw = synthetic_featureset(n=384, dims={"audio": 24, "vision": 12}, seed=1)

@@ -9,13 +9,15 @@ updating the state before it is scored, as live). The log-mel CRNN has no calm o
 logit stands for calm.
 
 ``python -m umq.evaluate voice-adapt --data DATA``: the running speaker normaliser on RAVDESS actors 17-20: accuracy
-on half of each actor's clips after it heard 0-80 s of that actor's speech (the other half), and two actors
+on half of each actor's clips after it heard 0-60 s of that actor's speech (the other half), and two actors
 taking turns clip by clip with one shared state, a reset at every change, one state per speaker, or the prior.
 
 ``python -m umq.evaluate app-voice --data DATA --actors 17-20``: the through-the-app check. RAVDESS clips of the
 given actors are concatenated (0.5 s of silence between) into a video with black 320x240 frames and no
 transcript (ffmpeg), replayed with ``python -m app replay VIDEO --headless --out r.jsonl``, and each clip is
-scored by the mean of the fused probabilities of the result windows lying inside it (7 classes, calm = neutral).
+scored by the mean of the fused probabilities of the result windows lying inside it (7 classes, calm = neutral),
+and by the mean of the voice encoder's own probabilities in those windows (``encoder_probs`` in the result's audio
+cues), which does not depend on the fusion model.
 """
 from __future__ import annotations
 
@@ -92,9 +94,10 @@ def voice_multi(args) -> dict:
     net = load_voice_net(args.checkpoint, device=dev).eval()
     sets = {"ravdess": load_ravdess(args.data, parse_range(args.actors)), **{
         c: load_extra(args.data, (c,)) for c in ("urdu", "turev")}}
+    keep = args.corpora.split(",")
     out = {}
     for mode in args.modes.split(","):
-        for name, clips in sets.items():
+        for name, clips in ((k, v) for k, v in sets.items() if k in keep):
             r = evaluate_corpus(net, clips, mode == "running", dev)
             out[f"{name}/{mode}"] = r
             print(f"{name:8s} {mode:8s} n={r['n']:5d} accuracy {r['accuracy']:.3f}  {r['per_class_recall']}")
@@ -117,7 +120,7 @@ def voice_adapt(args) -> dict:
     for c in clips:
         by.setdefault(c.actor, []).append(c)
     out: dict = {"enrolment": {}, "turns": {}}
-    for budget in (0, 5, 10, 20, 40, 80):  # seconds of VAD speech heard before scoring
+    for budget in (0, 10, 30, 60):  # seconds of VAD speech heard before scoring
         ok = []
         for _, group in sorted(by.items()):
             order = session_order(group, 1)
@@ -185,7 +188,7 @@ def app_voice(args) -> dict:
     subprocess.run([sys.executable, "-m", "app", "replay", str(video), "--headless", "--out", str(res)],
                    check=True, env=env)
     rows = [json.loads(line) for line in res.read_text().splitlines() if line.strip()]
-    y, p, empty = [], [], 0
+    y, p, pv, empty = [], [], [], 0
     for a, b, c in spans:
         inside = [r for r in rows if r["t0"] >= a - 0.05 and r["t1"] <= b + 0.05]
         if not inside:  # clips shorter than a window: the windows overlapping it most
@@ -196,9 +199,14 @@ def app_voice(args) -> dict:
         probs = np.mean([[r["probs"].get(e, 0.0) for e in EMOTIONS] for r in inside], 0)
         y.append(0 if c.label == CALM else c.label)
         p.append(int(np.argmax(probs)))
-    y, p = np.asarray(y), np.asarray(p)
+        enc = [r["extra"]["cues"]["audio"]["encoder_probs"] for r in inside
+               if "encoder_probs" in (r.get("extra", {}).get("cues", {}).get("audio") or {})]
+        pv.append(int(np.argmax(np.mean(enc, 0))) if enc else -1)
+    y, p, pv = np.asarray(y), np.asarray(p), np.asarray(pv)
     out = {"n": len(y), "accuracy": round(float((y == p).mean()), 4), "clips_without_window": empty,
            "windows": len(rows), "video": str(video)}
+    if (pv >= 0).all():  # the voice encoder's own probabilities in the same windows (independent of fusion)
+        out["voice_encoder_accuracy"] = round(float((y == pv).mean()), 4)
     print(json.dumps(out))
     return out
 
@@ -215,6 +223,7 @@ def main(argv: list[str] | None = None) -> int:
         e.add_argument("--out", default=None, help="write the results as JSON")
     sub.choices["voice-multi"].add_argument("--modes", default="prior,running")
     sub.choices["voice-multi"].add_argument("--device", default=None)
+    sub.choices["voice-multi"].add_argument("--corpora", default="ravdess,urdu,turev")
     sub.choices["app-voice"].add_argument("--limit", type=int, default=0, help="score a seeded subset of clips")
     sub.choices["app-voice"].add_argument("--workdir", default=None, help="keep the video and r.jsonl here")
     args = ap.parse_args(argv)

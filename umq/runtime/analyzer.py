@@ -207,7 +207,9 @@ class Analyzer:
             present["voice"] = vf.cues.valid_ratio > 0 and not vf.cues.silent
             reason["audio"] = vf.cues.describe()
             problem["audio"] = bool(vf.cues.reasons())
-            cues["audio"] = vf.cues.to_json()
+            # the voice encoder's own probabilities, for through-the-app checks (python -m umq.evaluate app-voice)
+            enc_probs = [round(v, 5) for v in logits.softmax(-1)[0].tolist()]
+            cues["audio"] = {**vf.cues.to_json(), "encoder_probs": enc_probs}
         else:
             x["voice"] = torch.zeros(DIMS["voice"], device=self.device)
             present["voice"], problem["audio"] = False, False

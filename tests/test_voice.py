@@ -15,6 +15,7 @@ from umq.perception import audio_corrupt as ac
 from umq.perception.voice import (N_FEATURES, FeatureStats, SpeakerNormalizer, VoiceFrontEnd, collate,
                                   frame_valid, sanitize)
 from umq.perception.voice_cues import VoiceCues
+from umq.perception.voice_head import WhisperHeadNet
 from umq.perception.voice_net import (DEFAULT_WEIGHTS, FORMAT_VERSION, VoiceEmotionNet, evaluate_audio_folder,
                                       load_voice_net, save_voice_net)
 
@@ -277,7 +278,7 @@ def test_shipped_weights_load_and_give_finite_outputs():
     assert DEFAULT_WEIGHTS.is_file(), f"missing shipped weights {DEFAULT_WEIGHTS}"
     assert DEFAULT_WEIGHTS.stat().st_size < 2.2e6
     net = load_voice_net(device="cpu")
-    assert isinstance(net, VoiceEmotionNet) and not net.training
+    assert isinstance(net, (VoiceEmotionNet, WhisperHeadNet)) and not net.training
     assert sum(p.numel() * p.element_size() for p in net.parameters()) < 2e6
     fe = VoiceFrontEnd(net, device="cpu")
     valid = np.ones(N, bool)

@@ -156,6 +156,11 @@ def _encoder_eval(args: argparse.Namespace) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in ("voice-multi", "app-voice", "voice-adapt"):  # voice across corpora / through the app
+        from .perception.voice_eval import main as voice_main
+
+        return voice_main(argv)
     ap = argparse.ArgumentParser(prog="python -m umq.evaluate", description=__doc__.split("\n")[0])
     sub = ap.add_subparsers(dest="command", required=True)
     helps = {"face": ("FILE.npz", "face crops: `images` uint8 [N,48,48], `labels`, `classes` (FER2013 layout)"),

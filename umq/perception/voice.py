@@ -88,6 +88,37 @@ def sanitize(samples: np.ndarray, valid: np.ndarray | None = None) -> tuple[np.n
     return x, v, n_bad
 
 
+def to_mono_16k(samples: np.ndarray, valid: np.ndarray | None = None, rate: int = SR,
+                longest_s: float = 30.0) -> tuple[np.ndarray, np.ndarray | None, float]:
+    """Any input a caller may hand over -> 16 kHz mono float32 (+ valid mask), at most the last ``longest_s``.
+
+    Stereo/multichannel (``[N, C]`` or ``[C, N]``, C <= 8) is averaged; another sample rate is resampled (soxr),
+    NaN/inf kept as NaN so :func:`sanitize` still counts them. Returns ``(x, valid, duration_s)`` where
+    ``duration_s`` is the length handed in (for the "too short" / "too long" cues).
+    """
+    x = np.asarray(samples, dtype=np.float32)
+    if x.ndim == 2:
+        x = x.mean(axis=1) if x.shape[1] <= 8 and x.shape[1] < x.shape[0] else x.mean(axis=0)
+    x = x.reshape(-1)
+    if rate <= 0:
+        raise ValueError(f"sample rate must be positive, got {rate}")
+    duration = x.shape[0] / float(rate)
+    if rate != SR and x.shape[0] > 0:
+        import soxr
+
+        bad = ~np.isfinite(x)
+        y = soxr.resample(np.where(bad, 0.0, x).astype(np.float32), rate, SR).astype(np.float32)
+        m = np.minimum((np.arange(y.shape[0]) * (rate / SR)).astype(np.int64), x.shape[0] - 1)
+        y[bad[m]] = np.nan
+        v = None if valid is None else np.asarray(valid, bool).reshape(-1)[m]
+        x, valid = y, v
+    keep = int(longest_s * SR)
+    if x.shape[0] > keep:
+        x = x[-keep:]
+        valid = None if valid is None else np.asarray(valid, bool).reshape(-1)[-keep:]
+    return x, valid, duration
+
+
 def frame_valid(valid: np.ndarray, frame: int = N_FFT, hop: int = HOP) -> np.ndarray:
     """A 10 ms frame is valid when at least half of its centred ``frame``-sample analysis window arrived."""
     n = valid.shape[0]
@@ -332,41 +363,67 @@ def raw_features(x: np.ndarray, device: torch.device | str = "cpu", tracks: dict
 @dataclass
 class FeatureStats:
     """Prior of the speaker normaliser: per-channel mean and (within-speaker) variance of voiced frames of the
-    training speakers, plus how many frames the prior weighs and the running memory."""
+    training speakers, plus how many frames the prior weighs and the running memory.
+
+    ``names`` is the channel layout the stats belong to: :data:`FEATURE_NAMES` (log-mel front-end, 10 ms frames)
+    or :data:`umq.perception.voice_whisper.WHISPER_FEATURE_NAMES` (Whisper front-end, 20 ms frames); the
+    front-end picks its feature path from it.
+    """
 
     mean: np.ndarray
     var: np.ndarray
     prior_frames: float = PRIOR_FRAMES
     memory_frames: float = MEMORY_FRAMES
+    names: tuple[str, ...] = FEATURE_NAMES
 
     def __post_init__(self) -> None:
+        self.names = tuple(self.names)
+        n = len(self.names)
         self.mean = np.asarray(self.mean, np.float64).reshape(-1)
         self.var = np.asarray(self.var, np.float64).reshape(-1)
-        if self.mean.shape != (N_FEATURES,) or self.var.shape != (N_FEATURES,):
-            raise ValueError(f"feature stats must have {N_FEATURES} channels, got {self.mean.shape}, {self.var.shape}")
+        if self.mean.shape != (n,) or self.var.shape != (n,):
+            raise ValueError(f"feature stats must have {n} channels, got {self.mean.shape}, {self.var.shape}")
         if not (np.all(np.isfinite(self.mean)) and np.all(np.isfinite(self.var)) and np.all(self.var > 0)):
             raise ValueError("feature stats must be finite with positive variances")
+        if "log2_f0" not in self.names:
+            raise ValueError("feature stats need a log2_f0 channel")
+
+    @property
+    def n_channels(self) -> int:
+        return len(self.names)
+
+    @property
+    def f0_channel(self) -> int:
+        return self.names.index("log2_f0")
+
+    @property
+    def whisper(self) -> bool:
+        """True for the Whisper front-end's channel layout."""
+        return self.names[0].startswith("whisper")
 
     def to_json(self) -> dict:
         return {"mean": [float(v) for v in self.mean], "var": [float(v) for v in self.var],
                 "prior_frames": float(self.prior_frames), "memory_frames": float(self.memory_frames),
-                "names": list(FEATURE_NAMES)}
+                "names": list(self.names)}
 
     @classmethod
     def from_json(cls, d: dict) -> "FeatureStats":
-        names = d.get("names")
-        if names is not None and tuple(names) != FEATURE_NAMES:
+        from .voice_whisper import WHISPER_FEATURE_NAMES
+
+        names = tuple(d.get("names") or FEATURE_NAMES)
+        if names not in (FEATURE_NAMES, WHISPER_FEATURE_NAMES):
             raise ValueError("feature stats were computed for different feature channels")
         return cls(np.asarray(d["mean"]), np.asarray(d["var"]), float(d.get("prior_frames", PRIOR_FRAMES)),
-                   float(d.get("memory_frames", MEMORY_FRAMES)))
+                   float(d.get("memory_frames", MEMORY_FRAMES)), names)
 
 
-def normalizer_weights(speech: torch.Tensor, pitched: torch.Tensor, fvalid: torch.Tensor) -> torch.Tensor:
+def normalizer_weights(speech: torch.Tensor, pitched: torch.Tensor, fvalid: torch.Tensor,
+                       n_channels: int = N_FEATURES, f0: int = F0_CHANNEL) -> torch.Tensor:
     """Which frames each channel's running stats learn from ``[..., C, T]``: valid speech frames, and for the
-    log2 f0 channel only the pitched ones."""
-    w = (speech & fvalid).to(torch.float32).unsqueeze(-2).expand(*speech.shape[:-1], N_FEATURES, speech.shape[-1])
+    log2 f0 channel (index ``f0``) only the pitched ones."""
+    w = (speech & fvalid).to(torch.float32).unsqueeze(-2).expand(*speech.shape[:-1], n_channels, speech.shape[-1])
     w = w.clone()
-    w[..., F0_CHANNEL, :] *= pitched.to(torch.float32)
+    w[..., f0, :] *= pitched.to(torch.float32)
     return w
 
 
@@ -394,11 +451,11 @@ def mean_std(n: torch.Tensor, s1: torch.Tensor, s2: torch.Tensor, prior_mean: to
 
 
 def apply_norm(feats: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, pitched: torch.Tensor,
-               fvalid: torch.Tensor) -> torch.Tensor:
+               fvalid: torch.Tensor, f0: int = F0_CHANNEL) -> torch.Tensor:
     """``(x - mean) / std``; log2 f0 zeroed on unpitched frames, every channel zeroed on invalid frames."""
     z = (feats - mean.to(feats.dtype).unsqueeze(-1)) / std.to(feats.dtype).unsqueeze(-1)
     z = z.clone()
-    z[..., F0_CHANNEL, :] *= pitched.to(z.dtype)
+    z[..., f0, :] *= pitched.to(z.dtype)
     return z * fvalid.to(z.dtype).unsqueeze(-2)
 
 
@@ -420,7 +477,7 @@ class SpeakerNormalizer:
         self.reset()
 
     def reset(self) -> None:
-        z = torch.zeros(N_FEATURES, dtype=torch.float64, device=self.device)
+        z = torch.zeros(self.stats.n_channels, dtype=torch.float64, device=self.device)
         self.n, self.s1, self.s2 = z.clone(), z.clone(), z.clone()
 
     def update(self, feats: torch.Tensor, weights: torch.Tensor) -> None:
@@ -439,7 +496,7 @@ class SpeakerNormalizer:
 
     def __call__(self, feats: torch.Tensor, pitched: torch.Tensor, fvalid: torch.Tensor) -> torch.Tensor:
         mean, std = self.mean_std()
-        return apply_norm(feats, mean, std, pitched, fvalid)
+        return apply_norm(feats, mean, std, pitched, fvalid, self.stats.f0_channel)
 
     @property
     def voiced_frames(self) -> float:
@@ -453,11 +510,13 @@ class VoiceFeatures:
     """What the front-end hands the encoder and the fusion model for one window.
 
     Attributes:
-        features: normalised frame features ``[69, T]`` float32 on the model device (64 log-mels + 5 descriptors).
+        features: normalised frame features ``[C, T]`` float32 on the model device: log-mel front-end ``[69, T]``
+            at 10 ms (64 log-mels + 5 descriptors), Whisper front-end ``[389, T]`` at 20 ms (384 encoder channels +
+            5 descriptors); the layout follows the loaded net's :class:`FeatureStats`.
         mask: bool ``[T]`` on the device; True where the frame's audio arrived (the encoder pools only these).
         cues: the window's :class:`VoiceCues`.
-        speech: bool ``[T]`` (host): VAD speech per 10 ms frame.
-        pitched: bool ``[T]`` (host): frames with a voice pitch.
+        speech: bool ``[T]`` (host): VAD speech per feature frame.
+        pitched: bool ``[T]`` (host): feature frames with a voice pitch.
     """
 
     features: torch.Tensor
@@ -475,7 +534,7 @@ def collate(items: list[VoiceFeatures]) -> tuple[torch.Tensor, torch.Tensor]:
     """Stack windows into ``x [B, 69, T]`` and ``mask [B, T]`` (shorter ones zero-padded and masked)."""
     t = max(it.frames for it in items)
     dev = items[0].features.device
-    x = torch.zeros(len(items), N_FEATURES, t, device=dev)
+    x = torch.zeros(len(items), items[0].features.shape[0], t, device=dev)
     m = torch.zeros(len(items), t, dtype=torch.bool, device=dev)
     for i, it in enumerate(items):
         x[i, :, : it.frames] = it.features
@@ -517,20 +576,38 @@ class VoiceFrontEnd:
         self.normalizer.reset()
         self.windows = 0
 
-    def __call__(self, samples: np.ndarray, valid: np.ndarray | None = None, update: bool = True) -> VoiceFeatures:
+    def __call__(self, samples: np.ndarray, valid: np.ndarray | None = None, update: bool = True,
+                 rate: int = SR) -> VoiceFeatures:
+        """Features and cues of one window: ``samples`` float (mono ``[N]``, or ``[N, C]`` / ``[C, N]``) at
+        ``rate`` Hz, ``valid`` marks the samples that arrived. Never raises on odd audio (empty, NaN/inf, silent,
+        clipped, DC offset, minutes long): the cues say what is wrong."""
+        samples, valid, duration = to_mono_16k(samples, valid, rate)
         x, v, n_bad = sanitize(samples, valid)
+        cue_x = x
+        if v.any():  # a DC offset would shift the features, not the speech: remove it (the cues see the raw level)
+            x = x - np.float32(x[v].mean())
+            x[~v] = 0.0
         t = n_frames(x.shape[0])
         fv = frame_valid(v)
         cv = chunk_valid(v)
         probs = SileroVAD.probs(x) if self.use_vad else np.zeros(cv.shape[0], np.float32)
-        feats, tracks = raw_features(x, self.device)
         speech = speech_frames(probs, t) & fv if self.use_vad else fv.copy()
-        pitched = tracks["pitched"][:t]
+        stats = self.normalizer.stats
+        if stats.whisper:
+            from .voice_whisper import whisper_frame_features
+
+            tracks = descriptor_tracks(x)
+            f = whisper_frame_features(x, tracks, descriptor_matrix(tracks), speech, fv)
+            feats = to_device(f["feats"], self.device)
+            speech_f, pitched_f, fv_f = f["speech"], f["pitched"], f["fvalid"]
+        else:
+            feats, tracks = raw_features(x, self.device)
+            speech_f, pitched_f, fv_f = speech, tracks["pitched"][:t], fv
         with torch.inference_mode():
-            sp, pt, fvt = (to_device(a, self.device) for a in (speech, pitched, fv))
+            sp, pt, fvt = (to_device(a, self.device) for a in (speech_f, pitched_f, fv_f))
             if update:
-                self.normalizer.update(feats, normalizer_weights(sp, pt, fvt))
+                self.normalizer.update(feats, normalizer_weights(sp, pt, fvt, stats.n_channels, stats.f0_channel))
             z = self.normalizer(feats, pt, fvt).to(torch.float32)
-        cues = compute_cues(x, v, n_bad, probs, cv, pitched, fv)
+        cues = compute_cues(cue_x, v, n_bad, probs, cv, tracks["pitched"][:t], fv, duration)
         self.windows += 1
-        return VoiceFeatures(z, fvt, cues, speech, pitched)
+        return VoiceFeatures(z, fvt, cues, speech_f, pitched_f)

@@ -65,6 +65,7 @@ class VoiceCues:
     valid_ratio: float
     pitch_fraction: float
     nonfinite_ratio: float = 0.0
+    duration_s: float = 2.0  # seconds of audio handed to the front-end (not in vector(): fixed-size fusion input)
 
     # thresholds of describe(); class attributes so the UI and the docs can quote them
     SILENT_DBFS = -60.0
@@ -72,10 +73,12 @@ class VoiceCues:
     CLIPPING = 0.01
     NO_SPEECH = 0.1
     GAPS = 0.5
+    TOO_SHORT_S = 0.5
+    LONGEST_S = 30.0  # the front-end scores at most the last 30 s of a longer input
 
     def __post_init__(self) -> None:
         for name in ("level_dbfs", "snr_db", "clipping_ratio", "speech_ratio", "valid_ratio", "pitch_fraction",
-                     "nonfinite_ratio"):
+                     "nonfinite_ratio", "duration_s"):
             v = getattr(self, name)
             if not isinstance(v, (int, float)) or not math.isfinite(v):
                 raise ValueError(f"VoiceCues.{name} must be a finite number, got {v!r}")
@@ -100,8 +103,14 @@ class VoiceCues:
     def reasons(self) -> list[str]:
         """Short human reasons this window's audio is poor, worst first; empty when it is fine."""
         out: list[str] = []
+        if self.duration_s <= 0.0:
+            return ["no audio received"]
         if self.valid_ratio <= 0.0:
             return ["no audio received" if self.nonfinite_ratio == 0 else "all samples NaN/inf"]
+        if self.duration_s < self.TOO_SHORT_S:
+            out.append(f"too short: {self.duration_s:.2f} s")
+        elif self.duration_s > self.LONGEST_S:
+            out.append(f"too long: {self.duration_s:.0f} s (scored the last {self.LONGEST_S:.0f} s)")
         if self.nonfinite_ratio > 0.0:
             out.append(f"bad samples (NaN/inf) {_pct(self.nonfinite_ratio)}")
         if self.silent:
@@ -189,7 +198,8 @@ def speech_ratio(vad_probs: np.ndarray, chunk_valid: np.ndarray, threshold: floa
 
 
 def compute_cues(x: np.ndarray, valid: np.ndarray, n_nonfinite: int, vad_probs: np.ndarray,
-                 chunk_valid: np.ndarray, pitched: np.ndarray, frame_valid: np.ndarray) -> VoiceCues:
+                 chunk_valid: np.ndarray, pitched: np.ndarray, frame_valid: np.ndarray,
+                 duration_s: float | None = None) -> VoiceCues:
     """All cues of one sanitised window.
 
     Args:
@@ -199,6 +209,7 @@ def compute_cues(x: np.ndarray, valid: np.ndarray, n_nonfinite: int, vad_probs: 
         vad_probs: silero speech probability per 512-sample chunk; ``chunk_valid`` marks chunks that are mostly
             valid.
         pitched: bool per 10 ms frame (yin pitch with periodicity >= 0.5); ``frame_valid`` marks valid frames.
+        duration_s: seconds of audio the caller handed in (default: ``len(x)`` at 16 kHz).
     """
     n = max(1, x.shape[0])
     fv = np.asarray(frame_valid, bool)
@@ -210,4 +221,5 @@ def compute_cues(x: np.ndarray, valid: np.ndarray, n_nonfinite: int, vad_probs: 
         valid_ratio=float(valid.sum() / n),
         pitch_fraction=float(np.asarray(pitched, bool)[fv].mean()) if fv.any() else 0.0,
         nonfinite_ratio=float(n_nonfinite / n),
+        duration_s=float(x.shape[0] / 16_000 if duration_s is None else duration_s),
     )

@@ -23,6 +23,7 @@ Checkpoint (``assets/voice/voice_net.pt``, read with ``torch.load(weights_only=T
 from __future__ import annotations
 
 import csv
+import os
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -122,12 +123,25 @@ class VoiceEmotionNet(nn.Module):
         return logits.softmax(-1), e
 
 
+def build_voice_net(config: dict) -> nn.Module:
+    """The encoder named by ``config["arch"]``: ``crnn_asp`` (log-mel CRNN) or ``whisper_asp``
+    (:class:`~umq.perception.voice_head.WhisperHeadNet` on the Whisper front-end)."""
+    arch = config.get("arch", "crnn_asp")
+    if arch == "crnn_asp":
+        return VoiceEmotionNet(config)
+    if arch == "whisper_asp":
+        from .voice_head import WhisperHeadNet
+
+        return WhisperHeadNet(config)
+    raise ValueError(f"unknown voice encoder arch {arch!r}")
+
+
 def count_parameters(net: nn.Module) -> int:
     return sum(p.numel() for p in net.parameters())
 
 
 # ---------------------------------------------------------------------------------------------- checkpoint
-def save_voice_net(net: VoiceEmotionNet, path: str | Path, metrics: dict | None = None) -> Path:
+def save_voice_net(net: nn.Module, path: str | Path, metrics: dict | None = None) -> Path:
     if net.feature_stats is None:
         raise ValueError("a voice checkpoint needs the feature stats (speaker normaliser prior)")
     path = Path(path)
@@ -144,15 +158,17 @@ def save_voice_net(net: VoiceEmotionNet, path: str | Path, metrics: dict | None 
     return path
 
 
-def load_voice_net(path: str | Path | None = None, device: torch.device | str | None = None) -> VoiceEmotionNet:
-    """Load the voice encoder (default ``assets/voice/voice_net.pt``) in eval mode on ``device`` (default: CUDA
+def load_voice_net(path: str | Path | None = None, device: torch.device | str | None = None) -> nn.Module:
+    """Load the voice encoder (default ``assets/voice/voice_net.pt``, or ``$UMQ_VOICE_WEIGHTS``) in eval mode on ``device`` (default: CUDA
     when available).
 
     Raises:
         FileNotFoundError: the file is missing (the message names it).
         ValueError: the file is not a voice checkpoint, is corrupt, or has another ``format_version``.
     """
-    path = Path(path) if path is not None else DEFAULT_WEIGHTS
+    if path is None:
+        path = os.environ.get("UMQ_VOICE_WEIGHTS") or DEFAULT_WEIGHTS  # override: evaluation of other weights
+    path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"voice encoder weights not found: {path} (train them with "
                                 f"`python -m umq.perception.train_voice`)")
@@ -168,7 +184,7 @@ def load_voice_net(path: str | Path | None = None, device: torch.device | str | 
     if tuple(blob.get("labels", ())) != APP_LABELS:
         raise ValueError(f"{path} has labels {blob.get('labels')}; expected {APP_LABELS}")
     try:
-        net = VoiceEmotionNet(blob["config"])
+        net = build_voice_net(blob["config"])
         net.load_state_dict(blob["state_dict"])
         net.feature_stats = FeatureStats.from_json(blob["feature_stats"])
     except Exception as e:

@@ -12,12 +12,25 @@ import pytest
 import torch
 
 from umq.perception import audio_corrupt as ac
-from umq.perception.voice import (N_FEATURES, FeatureStats, SpeakerNormalizer, VoiceFrontEnd, collate,
-                                  frame_valid, sanitize)
+from umq.perception.voice import (
+    N_FEATURES,
+    FeatureStats,
+    SpeakerNormalizer,
+    VoiceFrontEnd,
+    collate,
+    frame_valid,
+    sanitize,
+)
 from umq.perception.voice_cues import VoiceCues
 from umq.perception.voice_head import WhisperHeadNet
-from umq.perception.voice_net import (DEFAULT_WEIGHTS, FORMAT_VERSION, VoiceEmotionNet, evaluate_audio_folder,
-                                      load_voice_net, save_voice_net)
+from umq.perception.voice_net import (
+    DEFAULT_WEIGHTS,
+    FORMAT_VERSION,
+    VoiceEmotionNet,
+    evaluate_audio_folder,
+    load_voice_net,
+    save_voice_net,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 SR = 16_000

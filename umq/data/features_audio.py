@@ -40,7 +40,8 @@ class AudioFeatureParams:
     seq_pool: int = 2  # frames averaged per step of the sequence view (50 Hz -> 25 Hz)
 
     def key(self) -> str:
-        return hashlib.sha1(json.dumps({**asdict(self), "v": FEATURE_VERSION}, sort_keys=True).encode()).hexdigest()[:12]
+        blob = json.dumps({**asdict(self), "v": FEATURE_VERSION}, sort_keys=True).encode()
+        return hashlib.sha1(blob).hexdigest()[:12]
 
 
 FRAME_NAMES: list[str] = ([f"mfcc{i}" for i in range(20)] + [f"dmfcc{i}" for i in range(20)]

@@ -79,7 +79,7 @@ def load_mmsa(path: str | Path, split: str = "train") -> FeatureSet:
     m_audio = _mask_from_lengths(s.get("audio_lengths"), n, audio.shape[1])
     m_vision = _mask_from_lengths(s.get("vision_lengths"), n, vision.shape[1])
     masks = {"text": m_text, "audio": m_audio, "vision": m_vision}
-    for m, mk in masks.items():  # keep >= 1 valid step so an empty row is "absent", not NaN
+    for mk in masks.values():  # keep >= 1 valid step so an empty row is "absent", not NaN
         empty = ~mk.any(1)
         mk[empty, 0] = True
     present = np.stack([~(np.abs(x).sum((1, 2)) == 0) for x in (text, audio, vision)], 1)

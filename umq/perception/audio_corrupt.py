@@ -15,7 +15,7 @@ and by the robustness evaluation.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from scipy.signal import fftconvolve, lfilter
@@ -198,7 +198,8 @@ def reverberate(x: np.ndarray, rt60_s: float, rng: RngLike = None, sr: int = SR,
     return y.astype(np.float32)
 
 
-def dropouts(x: np.ndarray, n_gaps: int, gap_s: float, rng: RngLike = None, sr: int = SR) -> tuple[np.ndarray, np.ndarray]:
+def dropouts(x: np.ndarray, n_gaps: int, gap_s: float, rng: RngLike = None,
+             sr: int = SR) -> tuple[np.ndarray, np.ndarray]:
     """Lost packets: ``n_gaps`` spans of ``gap_s`` seconds at random places become zeros and are marked invalid.
 
     Returns ``(samples, valid)`` like :class:`streams.windows.AudioSlice` carries them.

@@ -41,11 +41,33 @@ import torch.nn.functional as F
 from umq.labels import EMOTIONS, canonical
 
 from . import audio_corrupt as ac
-from .voice import (MEMORY_FRAMES, N_FEATURES, N_MELS, PRIOR_FRAMES, FeatureStats, SileroVAD,
-                    apply_norm, frame_valid, mean_std, moments, n_frames, normalizer_weights, raw_features,
-                    sanitize, speech_frames)
-from .voice_net import (DEFAULT_CONFIG, DEFAULT_WEIGHTS, VoiceEmotionNet, classification_report,
-                        count_parameters, evaluate_audio_folder, read_audio, save_voice_net)
+from .voice import (
+    MEMORY_FRAMES,
+    N_FEATURES,
+    N_MELS,
+    PRIOR_FRAMES,
+    FeatureStats,
+    SileroVAD,
+    apply_norm,
+    frame_valid,
+    mean_std,
+    moments,
+    n_frames,
+    normalizer_weights,
+    raw_features,
+    sanitize,
+    speech_frames,
+)
+from .voice_net import (
+    DEFAULT_CONFIG,
+    DEFAULT_WEIGHTS,
+    VoiceEmotionNet,
+    classification_report,
+    count_parameters,
+    evaluate_audio_folder,
+    read_audio,
+    save_voice_net,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 CACHE = Path(os.environ.get("UMQ_CACHE", Path.home() / ".cache" / "umq")) / "voice"

@@ -407,7 +407,7 @@ class FeatureStats:
                 "names": list(self.names)}
 
     @classmethod
-    def from_json(cls, d: dict) -> "FeatureStats":
+    def from_json(cls, d: dict) -> FeatureStats:
         from .voice_whisper import WHISPER_FEATURE_NAMES
 
         names = tuple(d.get("names") or FEATURE_NAMES)

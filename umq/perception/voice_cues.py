@@ -29,8 +29,8 @@ Estimators (all over the window's *valid* samples only, i.e. where audio actuall
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
 import math
+from dataclasses import asdict, dataclass
 
 import numpy as np
 

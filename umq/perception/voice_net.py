@@ -24,8 +24,8 @@ from __future__ import annotations
 
 import csv
 import os
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import numpy as np
 import torch
@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from umq.labels import EMOTIONS, canonical
 
 from .audio_corrupt import corrupt
-from .voice import (N_FEATURES, N_MELS, WINDOW_SAMPLES, FeatureStats, VoiceFrontEnd, collate, default_device)
+from .voice import N_FEATURES, N_MELS, WINDOW_SAMPLES, FeatureStats, VoiceFrontEnd, collate, default_device
 
 FORMAT_VERSION = 1
 DEFAULT_WEIGHTS = Path(__file__).resolve().parents[2] / "assets" / "voice" / "voice_net.pt"
@@ -159,8 +159,8 @@ def save_voice_net(net: nn.Module, path: str | Path, metrics: dict | None = None
 
 
 def load_voice_net(path: str | Path | None = None, device: torch.device | str | None = None) -> nn.Module:
-    """Load the voice encoder (default ``assets/voice/voice_net.pt``, or ``$UMQ_VOICE_WEIGHTS``) in eval mode on ``device`` (default: CUDA
-    when available).
+    """Load the voice encoder (default ``assets/voice/voice_net.pt``, or ``$UMQ_VOICE_WEIGHTS``) in eval mode on
+    ``device`` (default: CUDA when available).
 
     Raises:
         FileNotFoundError: the file is missing (the message names it).
@@ -262,9 +262,8 @@ def read_labels(data_dir: str | Path, actors: Iterable[int] | None = None) -> tu
         if missing:
             raise ValueError(f"{path} lacks columns {sorted(missing)}")
         for r in reader:
-            if keep is not None:
-                if not r.get("actor") or int(r["actor"]) not in keep:
-                    continue
+            if keep is not None and (not r.get("actor") or int(r["actor"]) not in keep):
+                continue
             try:
                 lab = APP_LABELS.index(canonical(r["emotion"]))
             except (KeyError, ValueError):
@@ -321,7 +320,7 @@ def evaluate_audio_folder(data_dir: str | Path, net: VoiceEmotionNet, device: to
         from tqdm import tqdm
 
         bar = tqdm(total=len(rows), desc="audio eval")
-    for key, group in groups.items():
+    for group in groups.values():
         fe = VoiceFrontEnd(net.feature_stats, device=device, normalize=normalize)
         windows = []
         for r in session_order(group, seed):

@@ -1,20 +1,22 @@
 """The dashboard's framework-neutral core: one engine, one analyzer, the quality lab, recording and replay.
 
 The Gradio layer (:mod:`app.dashboard.ui`) only calls these methods and renders :class:`DashboardState`;
-everything here is testable without a browser. One controller serves one dashboard process (a lab instrument
-for one person at a time, not a multi-user service).
+everything here is testable without a browser. What the dashboard *says* is derived from the engine's state on
+every read (:meth:`DashboardController.phase`), never from text written once and left standing; messages a
+person must read (refusals, saved recordings, failures) go to an :class:`~.events.EventLog`. Changing anything
+needs control (:mod:`.control`): one browser session at a time, the others watch read-only.
 """
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import os
-import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -26,14 +28,29 @@ from umq.result import Result
 from ..capture import Capture, CaptureOptions, build_capture
 from ..engine import Engine, EngineConfig, Telemetry
 from ..paths import DEMO_SESSION
+from .control import ControlLease, NotInControl
+from .events import EventLog
+from .uploads import VIDEO_SUFFIXES, UploadError, UploadStore
 
 log = logging.getLogger(__name__)
 
-VIDEO_SUFFIXES = (".mp4", ".mkv", ".webm", ".avi", ".mov")
+__all__ = [
+    "VIDEO_SUFFIXES",
+    "DashboardController",
+    "DashboardState",
+    "DeviceChoiceError",
+    "NotInControl",
+    "ReplayPathError",
+]
+PHASES = ("idle", "live", "replay", "recording", "finished", "failed")
 
 
 class ReplayPathError(ValueError):
     """A replay path the dashboard refuses: outside the allowed folders, missing, or not a session/video."""
+
+
+class DeviceChoiceError(ValueError):
+    """A camera or microphone the dashboard refuses: only probed devices (or the operator's --camera) are used."""
 
 
 @dataclass
@@ -41,9 +58,11 @@ class DashboardState:
     """Everything the dashboard draws, as of one moment.
 
     Attributes:
-        mode: ``idle``, ``live`` or ``replay``.
-        source: what is playing ("demo session", "camera 0 + microphone", a replay path).
-        message: a sentence for the status line (why the demo is playing, what failed, replay finished).
+        mode: the engine's mode, ``idle``, ``live`` or ``replay``.
+        phase: what a person should read: one of :data:`PHASES` (``recording`` while live and recording,
+            ``finished``/``failed`` for a replay that ended or a run that broke).
+        status: the status sentence derived from ``phase`` (never stale text).
+        source: what is (or was last) playing.
         result: the newest :class:`~umq.result.Result` (None before the first window).
         frame: the newest camera frame, BGR (None without video).
         history: results of the last ``seconds`` of session time, oldest first.
@@ -51,11 +70,15 @@ class DashboardState:
         recording: the session folder being recorded, or None.
         transcript: the newest transcript lines seen in results (oldest first).
         finished: True when a replay has played to its end.
+        stale: True when nothing is running: ``result``/``frame`` are what was there when it stopped.
+        stopped_at: session time of the last result when stale.
+        failure: the one-line reason of a failed run, or None.
+        script: scripted stretches of the demo (name -> (t0, t1)); empty for anything else.
     """
 
     mode: str
     source: str
-    message: str
+    status: str
     result: Result | None
     frame: np.ndarray | None
     history: list[Result]
@@ -63,6 +86,15 @@ class DashboardState:
     recording: str | None = None
     transcript: list[str] = field(default_factory=list)
     finished: bool = False
+    phase: str = "idle"
+    stale: bool = False
+    stopped_at: float | None = None
+    failure: str | None = None
+    script: dict[str, tuple[float, float]] = field(default_factory=dict)
+
+    @property
+    def message(self) -> str:  # the version-1 name
+        return self.status
 
 
 class _Switch:
@@ -86,20 +118,27 @@ class DashboardController:
             that is always allowed); default: the demo session's folder and the current directory.
         record_dir: where "Record" writes session folders.
         loop_demo: restart the demo session when it ends (the default screen never goes stale).
+        max_upload_bytes: the largest uploaded video; the upload folder holds at most twice that.
+
+    Every method that changes what runs takes ``session`` (the browser session's id; ``None`` = the operator,
+    e.g. the command line) and raises :class:`~.control.NotInControl` when another session holds control.
     """
 
     def __init__(self, analyzer_factory: Callable, allowed_roots: list[Path] | None = None,
                  record_dir: Path | None = None, loop_demo: bool = True,
-                 engine_config: EngineConfig | None = None) -> None:
+                 engine_config: EngineConfig | None = None, max_upload_bytes: int = 200 * 2**20) -> None:
         self._factory = analyzer_factory
         self._analyzer = None
         self._engine: Engine | None = None
         self._engine_config = engine_config or EngineConfig()
-        self.upload_dir = Path(tempfile.mkdtemp(prefix="umq-uploads-"))
+        self.uploads = UploadStore(max_upload_bytes)
         self.allowed_roots = [p.resolve() for p in (allowed_roots or [DEMO_SESSION.parent, Path.cwd()])]
-        self.allowed_roots.append(self.upload_dir.resolve())
+        self.allowed_roots.append(self.uploads.dir.resolve())
         self.record_dir = Path(record_dir or Path.cwd() / "recordings")
         self.loop_demo = loop_demo
+        self.events = EventLog()
+        self.control = ControlLease()
+        self.operator_camera: str | None = None
         self._lock = threading.RLock()
         self._capture: Capture | None = None
         self._text_source = None
@@ -108,13 +147,23 @@ class DashboardController:
         self._recorder = None
         self._record_windows: _RecordWindows | None = None
         self._replay_path: Path | None = None
+        self._last_path: Path | None = None
         self._replay_speed: float | None = 1.0
         self.source = ""
-        self.message = ""
         self._demo = False
+        self._stopped = False
         self._watch: threading.Thread | None = None
         self._asr = None
         self._devices: tuple[list, list | str] | None = None
+
+    @property
+    def upload_dir(self) -> Path:
+        return self.uploads.dir
+
+    def say(self, text: str, level: str = "info") -> str:
+        """Log a message for the person (toast + event log) and return it."""
+        self.events.add(text, level)
+        return text
 
     # -- devices ------------------------------------------------------------------------------------------
     def devices(self) -> tuple[list, list | str]:
@@ -125,6 +174,30 @@ class DashboardController:
 
             self._devices = (list_cameras(max_index=2), list_microphones())
         return self._devices
+
+    def camera_choices(self) -> list[str]:
+        """What the camera picker may offer: ``none``, probed indices, and the operator's ``--camera``."""
+        out = ["none"] + [str(c.id) for c in self.devices()[0]]
+        return out + (["command line"] if self.operator_camera else [])
+
+    def check_devices(self, camera: str | None, mic: str | None) -> tuple[str, str | None]:
+        """Map picker values to capture options, refusing anything that is not a probed device. A typed value is
+        never opened (no server file, no URL): the error does not say whether such a path exists."""
+        cam = (camera or "none").strip()
+        if cam == "command line" and self.operator_camera:
+            cam = self.operator_camera
+        elif cam not in self.camera_choices():
+            raise DeviceChoiceError("camera: pick 'none' or one of the cameras found on this machine; video files "
+                                    "and URLs are given by the operator on the command line (--camera PATH)")
+        found = self.devices()[1]
+        mic_ids = [] if isinstance(found, str) else [str(m.id) for m in found]
+        m = (mic or "none").strip()
+        if m in ("default", "none"):
+            return cam, None if m == "default" else "none"
+        mid = m.split(":")[0].strip()
+        if mid not in mic_ids:
+            raise DeviceChoiceError("microphone: pick 'none', 'default' or one of the microphones found")
+        return cam, mid
 
     # -- engine -------------------------------------------------------------------------------------------
     @property
@@ -143,18 +216,31 @@ class DashboardController:
     def lab(self):
         return self.analyzer.lab
 
+    def set_lab(self, settings, session: str | None = None) -> None:
+        """Apply quality-lab settings (needs control: another session's lab is not silently undone)."""
+        self.control.claim(session)
+        self.lab.set(settings)
+
+    def reset_lab(self, session: str | None = None) -> None:
+        self.control.claim(session)
+        self.lab.reset()
+
     # -- starting and stopping ---------------------------------------------------------------------------
-    def start_live(self, opts: CaptureOptions | None = None, browser: bool = False, asr: bool = False) -> str:
+    def start_live(self, opts: CaptureOptions | None = None, browser: bool = False, asr: bool = False,
+                   session: str | None = None) -> str:
         """Capture from devices (or the browser's camera and microphone); returns the status message.
 
         ``asr``: transcribe the microphone with Whisper tiny.en (faster-whisper) into the transcript stream.
         """
         from streams.transcript import TranscriptSource
 
+        self.control.claim(session)
         with self._lock:
             self.stop()
             clock = SessionClock()
             opts = opts or CaptureOptions(source="devices")
+            if session is None and opts.camera not in (None, "none") and not str(opts.camera).isdigit():
+                self.operator_camera = str(opts.camera)  # the operator's file/URL: offered as "command line"
             if browser:
                 from streams.browser import BrowserCamera, BrowserMicrophone
 
@@ -177,29 +263,34 @@ class DashboardController:
             if asr and self._text_source is not None:
                 sinks.append(self._start_asr(self._text_source))
             self.engine.start_live(cap, clock, extra_sinks=sinks)
-            self._demo = False
+            self._demo, self._stopped = False, False
             self.source = "browser camera + microphone" if browser else _describe_capture(cap)
-            self.message = f"Live analysis: {self.source}."
-            return self.message
+            return self.say(f"Live analysis started: {self.source}.")
 
     def start_replay(self, path: str | os.PathLike, speed: float | None = 1.0, demo: bool = False,
-                     message: str | None = None) -> str:
+                     message: str | None = None, session: str | None = None) -> str:
         """Replay a session folder or a video file through the same engine (``speed=None``: as fast as possible)."""
+        self.control.claim(session)
         p = self.check_replay_path(path)
         with self._lock:
             self.stop()
             self.analyzer.reset()
             replay = Replay(p, speed=speed)
             self.engine.start_replay(replay)
-            self._replay_path, self._replay_speed, self._demo = p, speed, demo
-            self.source = "demo session" if demo else str(p)
-            self.message = message or f"Replaying {self.source} at {'max speed' if speed is None else f'{speed:g}x'}."
+            self._replay_path, self._replay_speed, self._demo, self._stopped = p, speed, demo, False
+            self._last_path = p
+            self.source = "demo session" if demo else self._display_name(p)
             self._start_watch()
-            return self.message
+            return self.say(message or f"Replaying {self.source} at {_speed(speed)}.")
 
-    def start_demo(self, reason: str = "") -> str:
+    def start_demo(self, reason: str = "", session: str | None = None) -> str:
         msg = "Playing the bundled demo session (assets/demo_session)"
-        return self.start_replay(DEMO_SESSION, 1.0, demo=True, message=f"{msg}{': ' + reason if reason else ''}.")
+        return self.start_replay(DEMO_SESSION, 1.0, demo=True, message=f"{msg}{': ' + reason if reason else ''}.",
+                                 session=session)
+
+    def _display_name(self, p: Path) -> str:
+        """Uploads are named "uploaded video", not by their private temporary path."""
+        return "uploaded video" if self.uploads.dir.resolve() in p.parents else str(p)
 
     def _start_asr(self, text_source):
         """Feed microphone chunks to a streaming Whisper transcriber whose segments join the transcript."""
@@ -215,25 +306,28 @@ class DashboardController:
 
         return tap
 
-    def stop(self) -> None:
+    def stop(self, session: str | None = None) -> None:
+        """Stop whatever runs; the last result and frame stay, marked stale ("stopped at t = ...")."""
+        self.control.claim(session)
         with self._lock:
             if self._asr is not None:
                 self._asr.stop()
                 self._asr = None
-            self.stop_recording()
+            saved = self.stop_recording()
+            if saved:
+                self.say(f"Recording saved to {saved}.")
             if self._engine is not None and self._engine.mode != "idle":
                 self._engine.stop()
+                self._stopped = True
             self._capture, self._text_source, self._browser = None, None, {}
             self._replay_path = None
 
     def close(self) -> None:
         self.stop()
-        import shutil
-
-        shutil.rmtree(self.upload_dir, ignore_errors=True)
+        self.uploads.close()
 
     def _start_watch(self) -> None:
-        """Loop the demo when it ends; say "finished" for other replays."""
+        """Loop the demo when it ends; log "finished" (or the failure) for other replays."""
         if self._watch is not None and self._watch.is_alive():
             return
 
@@ -244,15 +338,18 @@ class DashboardController:
                     eng = self._engine
                     if self._replay_path is None or eng is None or eng.mode != "replay":
                         return
+                    failure = getattr(eng, "failure", None)
+                    if failure:
+                        self.say(f"Replay of {self.source} failed: {failure}", "error")
+                        return
                     if not eng.replay_finished:
                         continue
                     if self._demo and self.loop_demo:
                         log.info("demo session ended: starting it again")
-                        msg = self.message
                         self._watch = None
-                        self.start_replay(DEMO_SESSION, 1.0, demo=True, message=msg)
+                        self.start_replay(DEMO_SESSION, 1.0, demo=True, message="The demo session starts again.")
                         return
-                    self.message = f"Replay of {self.source} finished."
+                    self.say(f"Replay of {self.source} finished.")
                     return
 
         self._watch = threading.Thread(target=watch, name="replay-watch", daemon=True)
@@ -260,34 +357,36 @@ class DashboardController:
 
     # -- replay paths -------------------------------------------------------------------------------------
     def check_replay_path(self, path: str | os.PathLike) -> Path:
-        """Resolve ``path`` and refuse anything outside :attr:`allowed_roots` (no traversal from the UI)."""
+        """Resolve ``path`` and refuse anything outside :attr:`allowed_roots` (no traversal from the UI). Outside
+        the allowed folders the error is the same whether the path exists or not."""
         from streams.session import is_session_dir
 
         p = Path(path).expanduser()
         try:
-            p = p.resolve(strict=True)
+            rp = p.resolve(strict=False)
         except (OSError, RuntimeError):
-            raise ReplayPathError(f"{path}: no such session folder or video file") from None
-        if not any(p == r or r in p.parents for r in self.allowed_roots):
-            roots = ", ".join(str(r) for r in self.allowed_roots)
+            rp = None
+        if rp is None or not any(rp == r or r in rp.parents for r in self.allowed_roots):
+            roots = ", ".join(str(r) for r in self.allowed_roots if r != self.uploads.dir.resolve())
             raise ReplayPathError(f"{path} is outside the folders the dashboard may read ({roots}); "
                                   "start the app with --allow DIR to add one")
-        if not (is_session_dir(p) or (p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES)):
+        if not rp.exists():
+            raise ReplayPathError(f"{path}: no such session folder or video file")
+        if not (is_session_dir(rp) or (rp.is_file() and rp.suffix.lower() in VIDEO_SUFFIXES)):
             raise ReplayPathError(f"{path} is neither a session folder (meta.json) nor a video file "
                                   f"({', '.join(VIDEO_SUFFIXES)})")
-        return p
+        return rp
 
-    def accept_upload(self, tmp_path: str | os.PathLike, max_bytes: int) -> Path:
-        """Move an uploaded video into the private upload folder after checking its size and type."""
-        src = Path(tmp_path)
-        if src.suffix.lower() not in VIDEO_SUFFIXES:
-            raise ReplayPathError(f"{src.name}: only video files ({', '.join(VIDEO_SUFFIXES)}) can be uploaded")
-        size = src.stat().st_size
-        if size > max_bytes:
-            raise ReplayPathError(f"{src.name} is {size / 2**20:.0f} MiB; the limit is {max_bytes / 2**20:.0f} MiB")
-        dst = self.upload_dir / f"upload-{int(time.time() * 1000)}{src.suffix.lower()}"
-        dst.write_bytes(src.read_bytes())
-        return dst
+    def accept_upload(self, tmp_path: str | os.PathLike, max_bytes: int | None = None,
+                      transcript: str | os.PathLike | None = None) -> Path:
+        """Check an uploaded video (and optional .srt/.vtt) and move it into the private upload folder, replacing
+        the previous upload; refused files are deleted. Raises :class:`ReplayPathError` with the reason."""
+        if max_bytes is not None:
+            self.uploads.max_bytes = max_bytes
+        try:
+            return self.uploads.accept(tmp_path, transcript)[0]
+        except (UploadError, OSError) as exc:
+            raise ReplayPathError(str(exc)) from None
 
     # -- live extras ----------------------------------------------------------------------------------------
     def type_line(self, text: str) -> bool:
@@ -303,9 +402,10 @@ class DashboardController:
         mic = self._browser.get("audio")
         return bool(mic and mic.push(rate, samples))
 
-    def start_recording(self) -> str:
+    def start_recording(self, session: str | None = None) -> str:
         from streams.recorder import SessionRecorder
 
+        self.control.claim(session)
         with self._lock:
             if self._capture is None:
                 raise RuntimeError("recording needs live capture: start live analysis first")
@@ -321,7 +421,8 @@ class DashboardController:
             self.engine.on_window(self._record_windows)
             return str(out)
 
-    def stop_recording(self) -> str | None:
+    def stop_recording(self, session: str | None = None) -> str | None:
+        self.control.claim(session)
         with self._lock:
             rec, self._recorder = self._recorder, None
             self._record_switch.target = None
@@ -334,6 +435,29 @@ class DashboardController:
             return str(rec.path)
 
     # -- reading ---------------------------------------------------------------------------------------------
+    def phase(self) -> tuple[str, str]:
+        """``(phase, status sentence)`` from the engine's state right now (see :data:`PHASES`)."""
+        eng = self.engine
+        failure = getattr(eng, "failure", None)
+        last = eng.latest_result()
+        at = f" at t = {last.t1:.1f} s" if last is not None else ""
+        if failure:
+            return "failed", f"Failed: {failure}"
+        if eng.mode == "live":
+            if self._recorder is not None:
+                return "recording", f"Live analysis: {self.source}; recording to {self._recorder.path}."
+            return "live", f"Live analysis: {self.source}."
+        if eng.mode == "replay":
+            if eng.replay_finished:
+                return "finished", f"Replay of {self.source} finished{at}."
+            return "replay", f"Replaying {self.source} at {_speed(self._replay_speed)}, t = {eng.now():.1f} s."
+        if self._stopped and last is not None:
+            return "idle", f"Idle: stopped{at} ({self.source}); the results shown are from then."
+        return "idle", "Idle: nothing is playing. Start live analysis, play the demo or open a replay."
+
+    def status(self) -> str:
+        return self.phase()[1]
+
     def state(self, seconds: float = 60.0) -> DashboardState:
         eng = self.engine
         hist = eng.history()
@@ -346,8 +470,19 @@ class DashboardController:
                 lines.append(t)
         frame = eng.latest_frame()
         recording = str(self._recorder.path) if self._recorder is not None else None
-        return DashboardState(eng.mode, self.source, self.message, latest, _pixels(frame),
-                              recent, eng.telemetry(), recording, lines[-8:], eng.replay_finished)
+        phase, status = self.phase()
+        stale = phase in ("idle", "failed") and latest is not None
+        return DashboardState(eng.mode, self.source, status, latest, _pixels(frame), recent, eng.telemetry(),
+                              recording, lines[-8:], eng.replay_finished, phase=phase, stale=stale,
+                              stopped_at=latest.t1 if stale else None, failure=getattr(eng, "failure", None),
+                              script=self.script())
+
+    def script(self) -> dict[str, tuple[float, float]]:
+        """The demo's scripted stretches (``meta.json`` ``script``) when the demo is what was last played."""
+        p = self._last_path
+        if p is None or p.resolve() != DEMO_SESSION.resolve():
+            return {}
+        return demo_script()
 
     def lab_view(self):
         """The newest frame (BGR) as perception sees it under the quality lab's settings; None when the lab has the
@@ -364,10 +499,15 @@ class DashboardController:
     def full_history(self) -> list[Result]:
         return self.engine.history()
 
+    def window_at(self, t: float) -> Result | None:
+        """The window *centred* nearest to ``t`` (the frame at ``t`` lies in its middle, not at its end)."""
+        h = self.full_history()
+        return min(h, key=lambda r: abs((r.t0 + r.t1) / 2 - t), default=None)
+
     def frame_at(self, t: float):
-        """The replayed session's frame at session time ``t`` (BGR) for scrubbing, or None."""
-        p = self._replay_path
-        if p is None:
+        """The replayed (or last replayed) session's frame at session time ``t`` (BGR) for scrubbing, or None."""
+        p = self._replay_path or self._last_path
+        if p is None or not p.exists():
             return None
         if p.is_dir():
             from streams.session import SessionReader
@@ -382,6 +522,20 @@ class DashboardController:
             return img if ok else None
         finally:
             cap.release()
+
+
+def demo_script() -> dict[str, tuple[float, float]]:
+    """``{"dark": (9.0, 15.0), ...}`` from the bundled demo's ``meta.json`` (empty if it has none)."""
+    try:
+        meta = json.loads((DEMO_SESSION / "meta.json").read_text(encoding="utf-8"))
+        return {k: (float(v[0]), float(v[1])) for k, v in (meta.get("script") or {}).items()}
+    except (OSError, ValueError, TypeError, IndexError) as exc:
+        log.warning("demo script unreadable: %s", exc)
+        return {}
+
+
+def _speed(speed: float | None) -> str:
+    return "max speed" if speed is None else f"{speed:g}x"
 
 
 def _pixels(frame: VideoFrame | None):

@@ -1,0 +1,155 @@
+"""The Live tab: device pickers (probed devices only), start/stop/demo/record, the preview, the verdict, the
+gauges, the last 60 s, routing, telemetry, transcript, and this browser's camera and microphone."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import gradio as gr
+
+from ..capture import CaptureOptions
+from . import render
+from .controller import DashboardController, DashboardState
+from .plots import timeline_svg
+
+PRIVATE = {"api_visibility": "private"}
+START_BROWSER_JS = """
+() => {
+  // one action starts both: press the webcam's and the microphone's own start buttons for the user
+  const press = (root) => {
+    const el = document.querySelector(root);
+    if (!el) return;
+    const b = [...el.querySelectorAll('button')].find(b => /record|start|webcam|click to access/i.test(
+        (b.getAttribute('aria-label') || '') + ' ' + b.innerText));
+    if (b) b.click();
+  };
+  press('#web-cam'); setTimeout(() => press('#web-cam'), 1500); press('#web-mic');
+}
+"""
+
+
+@dataclass
+class TabView:
+    outputs: list
+    render: Callable[..., dict]
+
+
+def build_live(ctl: DashboardController, browser_capture: bool) -> TabView:
+    from .ui import guarded
+
+    found_mics = ctl.devices()[1]
+    mics = [] if isinstance(found_mics, str) else [f"{m.id}: {m.name}" for m in found_mics]
+    cams = ctl.camera_choices()
+    with gr.Row():
+        cam_dd = gr.Dropdown(cams, value=cams[1] if len(cams) > 1 else "none", label="Camera (found on this machine)",
+                             allow_custom_value=False, scale=1, elem_id="cam-picker")
+        mic_dd = gr.Dropdown(["none", "default"] + mics, value="default" if mics else "none",
+                             label="Microphone", allow_custom_value=False, scale=2)
+        start_btn = gr.Button("Start live", variant="primary", elem_id="btn-live")
+        demo_btn = gr.Button("Play demo", elem_id="btn-demo")
+        stop_btn = gr.Button("Stop", elem_id="btn-stop")
+        rec_btn = gr.Button("Record session / save", elem_id="btn-record")
+    lab_banner = gr.HTML(elem_id="live-lab-banner")
+    with gr.Row():
+        with gr.Column(scale=3):
+            preview = gr.Image(label="Camera", type="numpy", interactive=False, elem_id="live-preview", height=360)
+        with gr.Column(scale=2):
+            headline = gr.HTML(elem_id="live-headline")
+            probs = gr.HTML(elem_id="live-probs")
+    gauges = gr.HTML(elem_id="live-gauges")
+    with gr.Row():
+        emo_plot = gr.HTML(elem_id="live-emotion-plot", label="Emotion, last 60 s")
+        q_plot = gr.HTML(elem_id="live-quality-plot", label="Quality, last 60 s")
+    with gr.Row():
+        with gr.Column(scale=1):
+            gr.Markdown("**Mixture-of-experts routing**")
+            routing = gr.HTML(elem_id="live-routing")
+        with gr.Column(scale=3):
+            telemetry = gr.Markdown(elem_id="live-telemetry")
+    with gr.Row():
+        transcript = gr.Textbox(label="Transcript (newest last)", lines=4, interactive=False, scale=3)
+        with gr.Column(scale=2):
+            line_in = gr.Textbox(label="Type a transcript line (live)", elem_id="line-in")
+            send_btn = gr.Button("Send line")
+
+    def on_live(cam, mic, request: gr.Request):
+        def go(session, cam, mic):
+            camera, mic_id = ctl.check_devices(cam, mic)
+            ctl.start_live(CaptureOptions(source="devices", camera=camera, mic=mic_id), session=session)
+        guarded(ctl, go, request, cam, mic)
+
+    start_btn.click(on_live, [cam_dd, mic_dd], None, **PRIVATE)
+    def on_demo(request: gr.Request):
+        guarded(ctl, lambda s: ctl.start_demo(session=s), request)
+
+    def on_stop(request: gr.Request):
+        guarded(ctl, lambda s: ctl.stop(session=s), request)
+
+    demo_btn.click(on_demo, None, None, **PRIVATE)
+    stop_btn.click(on_stop, None, None, **PRIVATE)
+
+    def on_record(request: gr.Request):
+        def go(session):
+            if ctl.state().recording:
+                ctl.say(f"Recording saved to {ctl.stop_recording(session=session)}.")
+            else:
+                ctl.say(f"Recording to {ctl.start_recording(session=session)}.")
+        guarded(ctl, go, request)
+
+    rec_btn.click(on_record, None, None, **PRIVATE)
+
+    def on_send(text):
+        if not ctl.type_line(text or ""):
+            ctl.say("Typed lines go into live sessions: start live analysis first.", "warning")
+        return ""
+
+    send_btn.click(on_send, line_in, line_in, **PRIVATE)
+    line_in.submit(on_send, line_in, line_in, **PRIVATE)
+    if browser_capture:
+        _browser_capture(ctl)
+
+    def draw(s: DashboardState) -> dict:
+        r = s.result
+        stopped = s.stopped_at if s.stale else None
+        return {lab_banner: render.lab_banner_html(r.lab if r is not None and not s.stale else None),
+                preview: render.overlay(s.frame, r, stopped_at=stopped),
+                headline: render.headline_html(r, s.stale, s.stopped_at),
+                probs: render.probs_html(r, s.stale), gauges: render.gauges_html(r, s.stale),
+                emo_plot: timeline_svg(s.history, "emotion", cursor=None),
+                q_plot: timeline_svg(s.history, "quality"),
+                routing: render.routing_html(r), telemetry: render.telemetry_md(s.telemetry, r),
+                transcript: "\n".join(s.transcript)}
+
+    return TabView([lab_banner, preview, headline, probs, gauges, emo_plot, q_plot, routing, telemetry,
+                    transcript], draw)
+
+
+def _browser_capture(ctl: DashboardController) -> None:
+    """One action starts live analysis from this browser's camera and microphone and both streams."""
+    from .ui import guarded
+
+    with gr.Accordion("This browser's camera and microphone (for an app on a remote machine)", open=False):
+        gr.Markdown("Streams this browser's webcam and microphone to the app. Press the button, then allow access "
+                    "when the browser asks.")
+        browser_btn = gr.Button("Use this browser's camera and microphone", elem_id="btn-browser")
+        with gr.Row():
+            web_cam = gr.Image(sources=["webcam"], streaming=True, type="numpy", label="This browser's camera",
+                               elem_id="web-cam")
+            web_mic = gr.Audio(sources=["microphone"], streaming=True, type="numpy",
+                               label="This browser's microphone", elem_id="web-mic")
+    def on_browser(request: gr.Request):
+        guarded(ctl, lambda s: ctl.start_live(browser=True, session=s), request)
+
+    browser_btn.click(on_browser, None, None, js=START_BROWSER_JS, **PRIVATE)
+
+    def on_frame(img) -> None:
+        ctl.push_browser_frame(img)
+
+    def on_audio(a) -> None:
+        if a is not None:
+            ctl.push_browser_audio(a[0], a[1])
+
+    web_cam.stream(on_frame, web_cam, None, stream_every=0.1, time_limit=None, show_progress="hidden",
+                   concurrency_limit=None, **PRIVATE)
+    web_mic.stream(on_audio, web_mic, None, stream_every=0.25, time_limit=None, show_progress="hidden",
+                   concurrency_limit=None, **PRIVATE)

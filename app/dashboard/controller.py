@@ -12,6 +12,7 @@ import dataclasses
 import json
 import logging
 import os
+import secrets
 import threading
 import time
 from collections.abc import Callable
@@ -28,6 +29,7 @@ from umq.result import Result
 from ..capture import Capture, CaptureOptions, build_capture
 from ..engine import Engine, EngineConfig, Telemetry
 from ..paths import DEMO_SESSION
+from .access import DeviceChoiceError, ReplayPathError, check_devices, check_replay_path
 from .control import ControlLease, NotInControl
 from .events import EventLog
 from .uploads import VIDEO_SUFFIXES, UploadError, UploadStore
@@ -42,15 +44,8 @@ __all__ = [
     "NotInControl",
     "ReplayPathError",
 ]
+FRAME_GAP_S = 0.5  # a recorded frame older than this at the scrubbed time is not "the frame at that time"
 PHASES = ("idle", "live", "replay", "recording", "finished", "failed")
-
-
-class ReplayPathError(ValueError):
-    """A replay path the dashboard refuses: outside the allowed folders, missing, or not a session/video."""
-
-
-class DeviceChoiceError(ValueError):
-    """A camera or microphone the dashboard refuses: only probed devices (or the operator's --camera) are used."""
 
 
 @dataclass
@@ -155,6 +150,7 @@ class DashboardController:
         self._watch: threading.Thread | None = None
         self._asr = None
         self._devices: tuple[list, list | str] | None = None
+        self.browser_token = ""  # handed to the session that started browser capture (see browser_routes)
 
     @property
     def upload_dir(self) -> Path:
@@ -181,23 +177,8 @@ class DashboardController:
         return out + (["command line"] if self.operator_camera else [])
 
     def check_devices(self, camera: str | None, mic: str | None) -> tuple[str, str | None]:
-        """Map picker values to capture options, refusing anything that is not a probed device. A typed value is
-        never opened (no server file, no URL): the error does not say whether such a path exists."""
-        cam = (camera or "none").strip()
-        if cam == "command line" and self.operator_camera:
-            cam = self.operator_camera
-        elif cam not in self.camera_choices():
-            raise DeviceChoiceError("camera: pick 'none' or one of the cameras found on this machine; video files "
-                                    "and URLs are given by the operator on the command line (--camera PATH)")
-        found = self.devices()[1]
-        mic_ids = [] if isinstance(found, str) else [str(m.id) for m in found]
-        m = (mic or "none").strip()
-        if m in ("default", "none"):
-            return cam, None if m == "default" else "none"
-        mid = m.split(":")[0].strip()
-        if mid not in mic_ids:
-            raise DeviceChoiceError("microphone: pick 'none', 'default' or one of the microphones found")
-        return cam, mid
+        """Map picker values to capture options (:func:`.access.check_devices`)."""
+        return check_devices(camera, mic, self.camera_choices(), self.devices()[1], self.operator_camera)
 
     # -- engine -------------------------------------------------------------------------------------------
     @property
@@ -249,6 +230,7 @@ class DashboardController:
                 cap = Capture([cam, mic], {Modality.VIDEO: {**info, "name": cam.name},
                                            Modality.AUDIO: {**info, "name": mic.name}})
                 self._browser = {"video": cam, "audio": mic}
+                self.browser_token = secrets.token_urlsafe(24)
             else:
                 cap = build_capture(opts, clock)
                 self._browser = {}
@@ -320,7 +302,7 @@ class DashboardController:
                 self._engine.stop()
                 self._stopped = True
             self._capture, self._text_source, self._browser = None, None, {}
-            self._replay_path = None
+            self._replay_path, self.browser_token = None, ""
 
     def close(self) -> None:
         self.stop()
@@ -357,25 +339,8 @@ class DashboardController:
 
     # -- replay paths -------------------------------------------------------------------------------------
     def check_replay_path(self, path: str | os.PathLike) -> Path:
-        """Resolve ``path`` and refuse anything outside :attr:`allowed_roots` (no traversal from the UI). Outside
-        the allowed folders the error is the same whether the path exists or not."""
-        from streams.session import is_session_dir
-
-        p = Path(path).expanduser()
-        try:
-            rp = p.resolve(strict=False)
-        except (OSError, RuntimeError):
-            rp = None
-        if rp is None or not any(rp == r or r in rp.parents for r in self.allowed_roots):
-            roots = ", ".join(str(r) for r in self.allowed_roots if r != self.uploads.dir.resolve())
-            raise ReplayPathError(f"{path} is outside the folders the dashboard may read ({roots}); "
-                                  "start the app with --allow DIR to add one")
-        if not rp.exists():
-            raise ReplayPathError(f"{path}: no such session folder or video file")
-        if not (is_session_dir(rp) or (rp.is_file() and rp.suffix.lower() in VIDEO_SUFFIXES)):
-            raise ReplayPathError(f"{path} is neither a session folder (meta.json) nor a video file "
-                                  f"({', '.join(VIDEO_SUFFIXES)})")
-        return rp
+        """Resolve ``path`` and refuse anything outside :attr:`allowed_roots` (:func:`.access.check_replay_path`)."""
+        return check_replay_path(path, self.allowed_roots, hidden=[self.uploads.dir.resolve()])
 
     def accept_upload(self, tmp_path: str | os.PathLike, max_bytes: int | None = None,
                       transcript: str | os.PathLike | None = None) -> Path:
@@ -394,6 +359,9 @@ class DashboardController:
         src = self._text_source
         return src is not None and src.push(text) is not None
 
+    def browser_token_ok(self, token: str) -> bool:
+        return bool(self.browser_token) and secrets.compare_digest(token, self.browser_token)
+
     def push_browser_frame(self, rgb) -> bool:
         cam = self._browser.get("video")
         return bool(cam and cam.push(rgb))
@@ -401,6 +369,14 @@ class DashboardController:
     def push_browser_audio(self, rate: int, samples) -> bool:
         mic = self._browser.get("audio")
         return bool(mic and mic.push(rate, samples))
+
+    def browser_stats(self) -> dict:
+        """What this browser's capture delivered: audio seconds, coverage (1 = no gaps), restarts, frames."""
+        mic, cam = self._browser.get("audio"), self._browser.get("video")
+        if mic is None:
+            return {}
+        return {"audio_s": round(mic.received_s, 3), "audio_coverage": round(mic.coverage, 4),
+                "audio_restarts": mic.restarts, "frames": getattr(cam, "_index", 0)}
 
     def start_recording(self, session: str | None = None) -> str:
         from streams.recorder import SessionRecorder
@@ -512,7 +488,8 @@ class DashboardController:
         if p.is_dir():
             from streams.session import SessionReader
 
-            return _pixels(SessionReader(p).frame_at(t))
+            f = SessionReader(p).frame_at(t)
+            return _pixels(f) if f is not None and t - f.t <= FRAME_GAP_S else None  # camera off: no old face
         import cv2
 
         cap = cv2.VideoCapture(str(p))

@@ -16,6 +16,7 @@ import threading
 import gradio as gr
 
 from . import render
+from .browser_routes import browser_routes
 from .controller import DashboardController, NotInControl
 from .events import log_html
 from .throttle import LoginThrottle
@@ -111,7 +112,7 @@ def install_cleanup(ctl: DashboardController) -> None:
                 done.append(True)
                 try:
                     ctl.close()
-                except Exception:  # noqa: BLE001 - exiting anyway
+                except Exception:
                     log.exception("cleanup at exit failed")
 
     atexit.register(cleanup)
@@ -142,5 +143,6 @@ def launch(ctl: DashboardController, host: str = "127.0.0.1", port: int | None =
     install_cleanup(ctl)
     demo.launch(server_name=host, server_port=port, share=share, auth=auth, max_file_size=MAX_UPLOAD_BYTES,
                 prevent_thread_lock=not block, css=render.CSS, allowed_paths=[str(ctl.upload_dir)],
-                show_error=True, quiet=not block, app_kwargs={"middleware": [Middleware(LoginThrottle)]})
+                show_error=True, quiet=not block, app_kwargs={"middleware": [Middleware(LoginThrottle)],
+                                                         "routes": browser_routes(ctl)})
     return demo

@@ -6,7 +6,8 @@
 * ``/start_replay`` (path, speed "1x"/"max") -> status sentence (path under the allowed folders).
 * ``/set_lab`` (settings dict, LabSettings field names) -> the settings in force.
 * ``/export`` (kind "csv"/"jsonl") -> the results file.
-* ``/status`` () -> ``{"phase", "status", "telemetry"}``.
+* ``/status`` () -> ``{"phase", "status", "telemetry", "browser"}`` (browser: what this browser's capture
+  delivered, e.g. ``audio_coverage``).
 
 Each call needs control like a click does (:mod:`.control`): another session's run is never silently replaced.
 """
@@ -81,7 +82,8 @@ def add_api(ctl: DashboardController) -> None:
     def status() -> dict:
         """What the dashboard is doing: phase (idle/live/replay/recording/finished/failed), sentence, telemetry."""
         s = ctl.state()
-        return {"phase": s.phase, "status": s.status, "telemetry": dataclasses.asdict(s.telemetry)}
+        return {"phase": s.phase, "status": s.status, "telemetry": dataclasses.asdict(s.telemetry),
+                "browser": ctl.browser_stats()}
 
     for fn in (analyze_video, latest_result, start_replay, set_lab, export, status):
         gr.api(fn, api_name=fn.__name__, concurrency_limit=None if fn in (latest_result, status) else 1)

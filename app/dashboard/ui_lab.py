@@ -3,8 +3,8 @@ windows where they disagree are highlighted. Changing a setting needs control (n
 session): a refused change is put back to the settings in force."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import gradio as gr
 
@@ -101,6 +101,7 @@ def build_lab(ctl: DashboardController) -> TabView:
                 lab_umq: render.probs_html(r, s.stale, "UMQ"),
                 lab_base: render.probs_html(base, s.stale, "Quality-unaware MoE"),
                 lab_gauges: render.gauges_html(r, s.stale),
-                lab_q_plot: timeline_svg(s.history, "quality", disagreements=True)}
+                lab_q_plot: timeline_svg(s.history, "quality", disagreements=True,
+                                                   title="Quality, last 60 s (red: UMQ and the MoE disagree)")}
 
     return TabView([lab_preview, compare, lab_umq, lab_base, lab_gauges, lab_q_plot], draw)

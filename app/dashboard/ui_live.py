@@ -2,8 +2,8 @@
 gauges, the last 60 s, routing, telemetry, transcript, and this browser's camera and microphone."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import gradio as gr
 
@@ -11,21 +11,9 @@ from ..capture import CaptureOptions
 from . import render
 from .controller import DashboardController, DashboardState
 from .plots import timeline_svg
+from .ui_browser import build_browser_capture
 
 PRIVATE = {"api_visibility": "private"}
-START_BROWSER_JS = """
-() => {
-  // one action starts both: press the webcam's and the microphone's own start buttons for the user
-  const press = (root) => {
-    const el = document.querySelector(root);
-    if (!el) return;
-    const b = [...el.querySelectorAll('button')].find(b => /record|start|webcam|click to access/i.test(
-        (b.getAttribute('aria-label') || '') + ' ' + b.innerText));
-    if (b) b.click();
-  };
-  press('#web-cam'); setTimeout(() => press('#web-cam'), 1500); press('#web-mic');
-}
-"""
 
 
 @dataclass
@@ -106,7 +94,7 @@ def build_live(ctl: DashboardController, browser_capture: bool) -> TabView:
     send_btn.click(on_send, line_in, line_in, **PRIVATE)
     line_in.submit(on_send, line_in, line_in, **PRIVATE)
     if browser_capture:
-        _browser_capture(ctl)
+        build_browser_capture(ctl)
 
     def draw(s: DashboardState) -> dict:
         r = s.result
@@ -115,41 +103,10 @@ def build_live(ctl: DashboardController, browser_capture: bool) -> TabView:
                 preview: render.overlay(s.frame, r, stopped_at=stopped),
                 headline: render.headline_html(r, s.stale, s.stopped_at),
                 probs: render.probs_html(r, s.stale), gauges: render.gauges_html(r, s.stale),
-                emo_plot: timeline_svg(s.history, "emotion", cursor=None),
-                q_plot: timeline_svg(s.history, "quality"),
+                emo_plot: timeline_svg(s.history, "emotion", stretches=s.script, title="Emotion, last 60 s"),
+                q_plot: timeline_svg(s.history, "quality", stretches=s.script, title="Quality, last 60 s"),
                 routing: render.routing_html(r), telemetry: render.telemetry_md(s.telemetry, r),
                 transcript: "\n".join(s.transcript)}
 
     return TabView([lab_banner, preview, headline, probs, gauges, emo_plot, q_plot, routing, telemetry,
                     transcript], draw)
-
-
-def _browser_capture(ctl: DashboardController) -> None:
-    """One action starts live analysis from this browser's camera and microphone and both streams."""
-    from .ui import guarded
-
-    with gr.Accordion("This browser's camera and microphone (for an app on a remote machine)", open=False):
-        gr.Markdown("Streams this browser's webcam and microphone to the app. Press the button, then allow access "
-                    "when the browser asks.")
-        browser_btn = gr.Button("Use this browser's camera and microphone", elem_id="btn-browser")
-        with gr.Row():
-            web_cam = gr.Image(sources=["webcam"], streaming=True, type="numpy", label="This browser's camera",
-                               elem_id="web-cam")
-            web_mic = gr.Audio(sources=["microphone"], streaming=True, type="numpy",
-                               label="This browser's microphone", elem_id="web-mic")
-    def on_browser(request: gr.Request):
-        guarded(ctl, lambda s: ctl.start_live(browser=True, session=s), request)
-
-    browser_btn.click(on_browser, None, None, js=START_BROWSER_JS, **PRIVATE)
-
-    def on_frame(img) -> None:
-        ctl.push_browser_frame(img)
-
-    def on_audio(a) -> None:
-        if a is not None:
-            ctl.push_browser_audio(a[0], a[1])
-
-    web_cam.stream(on_frame, web_cam, None, stream_every=0.1, time_limit=None, show_progress="hidden",
-                   concurrency_limit=None, **PRIVATE)
-    web_mic.stream(on_audio, web_mic, None, stream_every=0.25, time_limit=None, show_progress="hidden",
-                   concurrency_limit=None, **PRIVATE)

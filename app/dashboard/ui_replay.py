@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import json
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import gradio as gr
 
@@ -101,7 +101,6 @@ def build_replay(ctl: DashboardController, max_upload: int) -> ReplayView:
 
     def on_upload(files, spd, request: gr.Request):
         guarded(ctl, lambda s: upload_and_play(ctl, s, files, None if spd == "max" else 1.0), request)
-        return None
 
     upload.upload(on_upload, [upload, speed], upload, **PRIVATE)
     scrub.release(lambda t: False, scrub, follow, **PRIVATE)  # scrubbing stops following
@@ -124,8 +123,9 @@ def build_replay(ctl: DashboardController, max_upload: int) -> ReplayView:
         t = ((latest.t0 + latest.t1) / 2 if latest else 0.0) if following else float(scrub_t or 0.0)
         img, hit = at(t) if h else (None, None)
         out = {tl_emo: timeline_svg(h, "emotion", cursor=t if h else None, stretches=s.script,
-                                    classes=list(chosen or []) or None),
-               tl_q: timeline_svg(h, "quality", cursor=t if h else None, stretches=s.script),
+                                    classes=list(chosen or []) or None, title="Emotion over the session"),
+               tl_q: timeline_svg(h, "quality", cursor=t if h else None, stretches=s.script,
+                                  title="Quality over the session"),
                scrub: gr.update(maximum=max(1.0, round(end + 0.5, 1)), **({"value": round(t, 1)} if following else {})),
                scrub_head: render.headline_html(hit) + (f"<div data-t='{t:.2f}'>frame at t = {t:.1f} s; window "
                                                        f"{hit.t0:.1f}–{hit.t1:.1f} s</div>" if hit else ""),

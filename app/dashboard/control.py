@@ -49,6 +49,12 @@ class ControlLease:
             if session == self._holder:
                 self._holder = None
 
+    @property
+    def holder(self) -> str | None:
+        """The controlling session, or None (nobody, or its lease has run out)."""
+        with self._lock:
+            return None if self._expired() else self._holder
+
     def read_only(self, session: str | None) -> bool:
         """True when ``session`` may look but not change anything right now."""
         with self._lock:

@@ -9,17 +9,13 @@ needs control (:mod:`.control`): one browser session at a time, the others watch
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import os
 import secrets
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
-
-import numpy as np
 
 from streams.clock import SessionClock
 from streams.packets import FrameDecodeError, Modality, VideoFrame
@@ -27,11 +23,12 @@ from streams.replay import Replay
 from umq.result import Result
 
 from ..capture import Capture, CaptureOptions, build_capture
-from ..engine import Engine, EngineConfig, Telemetry
+from ..engine import Engine, EngineConfig
 from ..paths import DEMO_SESSION
 from .access import DeviceChoiceError, ReplayPathError, check_devices, check_replay_path
 from .control import ControlLease, NotInControl
 from .events import EventLog
+from .state import DashboardState, demo_script
 from .uploads import VIDEO_SUFFIXES, UploadError, UploadStore
 
 log = logging.getLogger(__name__)
@@ -45,51 +42,7 @@ __all__ = [
     "ReplayPathError",
 ]
 FRAME_GAP_S = 0.5  # a recorded frame older than this at the scrubbed time is not "the frame at that time"
-PHASES = ("idle", "live", "replay", "recording", "finished", "failed")
 
-
-@dataclass
-class DashboardState:
-    """Everything the dashboard draws, as of one moment.
-
-    Attributes:
-        mode: the engine's mode, ``idle``, ``live`` or ``replay``.
-        phase: what a person should read: one of :data:`PHASES` (``recording`` while live and recording,
-            ``finished``/``failed`` for a replay that ended or a run that broke).
-        status: the status sentence derived from ``phase`` (never stale text).
-        source: what is (or was last) playing.
-        result: the newest :class:`~umq.result.Result` (None before the first window).
-        frame: the newest camera frame, BGR (None without video).
-        history: results of the last ``seconds`` of session time, oldest first.
-        telemetry: the engine's :class:`~app.engine.Telemetry`.
-        recording: the session folder being recorded, or None.
-        transcript: the newest transcript lines seen in results (oldest first).
-        finished: True when a replay has played to its end.
-        stale: True when nothing is running: ``result``/``frame`` are what was there when it stopped.
-        stopped_at: session time of the last result when stale.
-        failure: the one-line reason of a failed run, or None.
-        script: scripted stretches of the demo (name -> (t0, t1)); empty for anything else.
-    """
-
-    mode: str
-    source: str
-    status: str
-    result: Result | None
-    frame: np.ndarray | None
-    history: list[Result]
-    telemetry: Telemetry
-    recording: str | None = None
-    transcript: list[str] = field(default_factory=list)
-    finished: bool = False
-    phase: str = "idle"
-    stale: bool = False
-    stopped_at: float | None = None
-    failure: str | None = None
-    script: dict[str, tuple[float, float]] = field(default_factory=dict)
-
-    @property
-    def message(self) -> str:  # the version-1 name
-        return self.status
 
 
 class _Switch:
@@ -499,16 +452,6 @@ class DashboardController:
             return img if ok else None
         finally:
             cap.release()
-
-
-def demo_script() -> dict[str, tuple[float, float]]:
-    """``{"dark": (9.0, 15.0), ...}`` from the bundled demo's ``meta.json`` (empty if it has none)."""
-    try:
-        meta = json.loads((DEMO_SESSION / "meta.json").read_text(encoding="utf-8"))
-        return {k: (float(v[0]), float(v[1])) for k, v in (meta.get("script") or {}).items()}
-    except (OSError, ValueError, TypeError, IndexError) as exc:
-        log.warning("demo script unreadable: %s", exc)
-        return {}
 
 
 def _speed(speed: float | None) -> str:

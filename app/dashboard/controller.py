@@ -41,6 +41,7 @@ __all__ = [
     "NotInControl",
     "ReplayPathError",
 ]
+PREVIEW_MAX_AGE_S = 1.0  # a running preview older than this (session time) is not shown as the current picture
 FRAME_GAP_S = 0.5  # a recorded frame older than this at the scrubbed time is not "the frame at that time"
 
 
@@ -401,6 +402,8 @@ class DashboardController:
         recording = str(self._recorder.path) if self._recorder is not None else None
         phase, status = self.phase()
         stale = phase in ("idle", "failed") and latest is not None
+        if frame is not None and not stale and eng.now() - frame.t > PREVIEW_MAX_AGE_S:
+            frame = None  # the camera stopped delivering: show "no video", not the last face as if live
         return DashboardState(eng.mode, self.source, status, latest, _pixels(frame), recent, eng.telemetry(),
                               recording, lines[-8:], eng.replay_finished, phase=phase, stale=stale,
                               stopped_at=latest.t1 if stale else None, failure=getattr(eng, "failure", None),
@@ -417,6 +420,8 @@ class DashboardController:
         """The newest frame (BGR) as perception sees it under the quality lab's settings; None when the lab has the
         camera off or there is no frame. A frame the lab drops is shown as the others would look."""
         frame = self.engine.latest_frame()
+        if frame is not None and self.engine.mode != "idle" and self.engine.now() - frame.t > PREVIEW_MAX_AGE_S:
+            return None
         s = self.lab.settings
         if frame is None or not s.video_active:
             return _pixels(frame)

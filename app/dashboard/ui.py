@@ -32,15 +32,27 @@ MAX_UPLOAD_BYTES = 200 * 2**20
 PRIVATE = {"api_visibility": "private"}
 
 
-def session_of(request: gr.Request | None) -> str | None:
-    """The browser session (one per page load) or API client; None outside a request (the operator)."""
-    return getattr(request, "session_hash", None) or None
+BROWSER_ID_JS = """
+() => {
+  // one id per browser (kept across reloads), so that reloading the page keeps control
+  let id = localStorage.getItem('umq-browser-id');
+  if (!id) { id = 'b-' + Math.random().toString(36).slice(2) + Date.now().toString(36);
+             localStorage.setItem('umq-browser-id', id); }
+  return id;
+}
+"""
 
 
-def guarded(ctl: DashboardController, fn, request: gr.Request | None, *args):
+def session_of(request: gr.Request | None, browser_id: str | None = None) -> str | None:
+    """Who is asking: this browser (its id, kept across reloads), else the Gradio session (an API client); None
+    outside a request (the operator)."""
+    return (browser_id or "").strip() or getattr(request, "session_hash", None) or None
+
+
+def guarded(ctl: DashboardController, fn, request: gr.Request | None, *args, browser_id: str | None = None):
     """Run ``fn(session, *args)``; a refusal becomes a warning toast and an event, never a crash or a stale line."""
     try:
-        return fn(session_of(request), *args)
+        return fn(session_of(request, browser_id), *args)
     except NotInControl as exc:
         gr.Warning(str(exc))
         return None
@@ -63,21 +75,22 @@ def build_ui(ctl: DashboardController, browser_capture: bool = True) -> gr.Block
     with gr.Blocks(title="UMQ live affect analysis") as demo:
         gr.Markdown("## UMQ — multimodal emotion that stays right when inputs go bad")
         seen = gr.State(-1)  # the last event this page has toasted
+        bid = gr.Textbox(visible=False, elem_id="umq-browser-id")
         demo_banner = gr.HTML(elem_id="umq-demo-banner")
         status = gr.HTML(elem_id="umq-status")
         with gr.Accordion("Messages (newest first)", open=True):
             events = gr.HTML(elem_id="umq-log")
         with gr.Tabs():
             with gr.Tab("Live", id="live"):
-                live = build_live(ctl, browser_capture)
+                live = build_live(ctl, browser_capture, bid)
             with gr.Tab("Replay", id="replay"):
-                replay = build_replay(ctl, MAX_UPLOAD_BYTES)
+                replay = build_replay(ctl, MAX_UPLOAD_BYTES, bid)
             with gr.Tab("Quality lab", id="lab"):
-                lab = build_lab(ctl)
+                lab = build_lab(ctl, bid)
         add_api(ctl)
 
-        def tick(seen_seq, follow, scrub_t, chosen, request: gr.Request):
-            session = session_of(request)
+        def tick(who, seen_seq, follow, scrub_t, chosen, request: gr.Request):
+            session = session_of(request, who)
             ctl.control.touch(session)
             s = ctl.state()
             new = ctl.events.since(seen_seq) if seen_seq >= 0 else []
@@ -92,9 +105,10 @@ def build_ui(ctl: DashboardController, browser_capture: bool = True) -> gr.Block
 
         outputs = [seen, status, events, demo_banner, *live.outputs, *replay.outputs, *lab.outputs]
         timer = gr.Timer(REFRESH_S)
-        timer.tick(tick, [seen, replay.follow, replay.scrub, replay.classes], outputs, show_progress="hidden",
-                   concurrency_limit=None, **PRIVATE)
-        demo.load(tick, [seen, replay.follow, replay.scrub, replay.classes], outputs, show_progress="hidden", **PRIVATE)
+        inputs = [bid, seen, replay.follow, replay.scrub, replay.classes]
+        timer.tick(tick, inputs, outputs, show_progress="hidden", concurrency_limit=None, **PRIVATE)
+        demo.load(None, None, bid, js=BROWSER_ID_JS, **PRIVATE).then(tick, inputs, outputs, show_progress="hidden",
+                                                                    **PRIVATE)
     return demo
 
 

@@ -11,14 +11,14 @@ from .controller import DashboardController
 PRIVATE = {"api_visibility": "private"}
 
 OPEN_JS = """
-async () => {
+async (who) => {
   if (window.__umqCap) window.__umqCap.stop();
   const cap = {stopped: false, token: null, pending: [], n: 0};
   window.__umqCap = cap;
   try {
     cap.stream = await navigator.mediaDevices.getUserMedia({video: {width: 640, height: 480},
       audio: {channelCount: 1, echoCancellation: false, noiseSuppression: false, autoGainControl: false}});
-  } catch (e) { cap.error = String(e); return []; }
+  } catch (e) { cap.error = String(e); return [who]; }
   cap.video = document.createElement('video');
   cap.video.muted = true; cap.video.playsInline = true; cap.video.srcObject = cap.stream;
   cap.video.play().catch(() => {});
@@ -37,7 +37,7 @@ async () => {
     clearInterval(cap.audioTimer); clearInterval(cap.frameTimer);
     cap.stream.getTracks().forEach((t) => t.stop()); cap.ctx.close().catch(() => {});
   };
-  return [];
+  return [who];
 }
 """
 
@@ -76,7 +76,7 @@ SEND_JS = """
 """
 
 
-def build_browser_capture(ctl: DashboardController) -> None:
+def build_browser_capture(ctl: DashboardController, bid: gr.Textbox) -> None:
     from .ui import guarded
 
     with gr.Accordion("This browser's camera and microphone (for an app on a remote machine)", open=False):
@@ -85,9 +85,9 @@ def build_browser_capture(ctl: DashboardController) -> None:
         browser_btn = gr.Button("Use this browser's camera and microphone", elem_id="btn-browser")
         token = gr.Textbox(visible=False)
 
-    def on_browser(request: gr.Request) -> str:
-        ok = guarded(ctl, lambda s: ctl.start_live(browser=True, session=s) or True, request)
+    def on_browser(who: str, request: gr.Request) -> str:
+        ok = guarded(ctl, lambda s: ctl.start_live(browser=True, session=s) or True, request, browser_id=who)
         return ctl.browser_token if ok else ""
 
-    browser_btn.click(on_browser, None, token, js=OPEN_JS, **PRIVATE).then(
+    browser_btn.click(on_browser, bid, token, js=OPEN_JS, **PRIVATE).then(
         None, token, None, js=SEND_JS, **PRIVATE)

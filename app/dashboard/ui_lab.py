@@ -36,7 +36,7 @@ class TabView:
     render: Callable[..., dict]
 
 
-def build_lab(ctl: DashboardController) -> TabView:
+def build_lab(ctl: DashboardController, bid: gr.Textbox) -> TabView:
     from .ui import guarded
 
     gr.Markdown("Degrade the inputs before perception and compare UMQ with the quality-unaware mixture of experts. "
@@ -74,19 +74,20 @@ def build_lab(ctl: DashboardController) -> TabView:
     lab_q_plot = gr.HTML(elem_id="lab-timeline")
     inputs = [blur, dark, occl, inoise, fdrop, cam_off, snr_on, snr, mute, clip, wdrop, wrep, no_tx]
 
-    def on_lab(b, d, o, n, fd, co, son, sn, mu, cl, wd, wr, nt, request: gr.Request):
+    def on_lab(who, b, d, o, n, fd, co, son, sn, mu, cl, wd, wr, nt, request: gr.Request):
         values = (b, d, o, n, fd, co, son, sn, mu, cl, wd, wr, nt)
-        ok = guarded(ctl, lambda s: ctl.set_lab(settings_from(*values), session=s) or True, request)
+        ok = guarded(ctl, lambda s: ctl.set_lab(settings_from(*values), session=s) or True, request,
+                     browser_id=who)
         return [gr.update()] * len(inputs) if ok else settings_values(ctl.lab.settings)
 
     for c in inputs:
-        c.change(on_lab, inputs, inputs, show_progress="hidden", **PRIVATE)
+        c.change(on_lab, [bid, *inputs], inputs, show_progress="hidden", **PRIVATE)
 
-    def on_reset(request: gr.Request):
-        guarded(ctl, lambda s: ctl.reset_lab(session=s), request)
+    def on_reset(who, request: gr.Request):
+        guarded(ctl, lambda s: ctl.reset_lab(session=s), request, browser_id=who)
         return settings_values(ctl.lab.settings)
 
-    reset_btn.click(on_reset, None, inputs, **PRIVATE)
+    reset_btn.click(on_reset, bid, inputs, **PRIVATE)
 
     def draw(s: DashboardState) -> dict:
         r = s.result

@@ -22,7 +22,7 @@ class TabView:
     render: Callable[..., dict]
 
 
-def build_live(ctl: DashboardController, browser_capture: bool) -> TabView:
+def build_live(ctl: DashboardController, browser_capture: bool, bid: gr.Textbox) -> TabView:
     from .ui import guarded
 
     found_mics = ctl.devices()[1]
@@ -60,31 +60,31 @@ def build_live(ctl: DashboardController, browser_capture: bool) -> TabView:
             line_in = gr.Textbox(label="Type a transcript line (live)", elem_id="line-in")
             send_btn = gr.Button("Send line")
 
-    def on_live(cam, mic, request: gr.Request):
+    def on_live(who, cam, mic, request: gr.Request):
         def go(session, cam, mic):
             camera, mic_id = ctl.check_devices(cam, mic)
             ctl.start_live(CaptureOptions(source="devices", camera=camera, mic=mic_id), session=session)
-        guarded(ctl, go, request, cam, mic)
+        guarded(ctl, go, request, cam, mic, browser_id=who)
 
-    start_btn.click(on_live, [cam_dd, mic_dd], None, **PRIVATE)
-    def on_demo(request: gr.Request):
-        guarded(ctl, lambda s: ctl.start_demo(session=s), request)
+    start_btn.click(on_live, [bid, cam_dd, mic_dd], None, **PRIVATE)
+    def on_demo(who, request: gr.Request):
+        guarded(ctl, lambda s: ctl.start_demo(session=s), request, browser_id=who)
 
-    def on_stop(request: gr.Request):
-        guarded(ctl, lambda s: ctl.stop(session=s), request)
+    def on_stop(who, request: gr.Request):
+        guarded(ctl, lambda s: ctl.stop(session=s), request, browser_id=who)
 
-    demo_btn.click(on_demo, None, None, **PRIVATE)
-    stop_btn.click(on_stop, None, None, **PRIVATE)
+    demo_btn.click(on_demo, bid, None, **PRIVATE)
+    stop_btn.click(on_stop, bid, None, **PRIVATE)
 
-    def on_record(request: gr.Request):
+    def on_record(who, request: gr.Request):
         def go(session):
             if ctl.state().recording:
                 ctl.say(f"Recording saved to {ctl.stop_recording(session=session)}.")
             else:
                 ctl.say(f"Recording to {ctl.start_recording(session=session)}.")
-        guarded(ctl, go, request)
+        guarded(ctl, go, request, browser_id=who)
 
-    rec_btn.click(on_record, None, None, **PRIVATE)
+    rec_btn.click(on_record, bid, None, **PRIVATE)
 
     def on_send(text):
         if not ctl.type_line(text or ""):
@@ -94,7 +94,7 @@ def build_live(ctl: DashboardController, browser_capture: bool) -> TabView:
     send_btn.click(on_send, line_in, line_in, **PRIVATE)
     line_in.submit(on_send, line_in, line_in, **PRIVATE)
     if browser_capture:
-        build_browser_capture(ctl)
+        build_browser_capture(ctl, bid)
 
     def draw(s: DashboardState) -> dict:
         r = s.result

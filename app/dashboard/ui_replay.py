@@ -65,7 +65,7 @@ def write_export(ctl: DashboardController, kind: str) -> str:
     return fd.name
 
 
-def build_replay(ctl: DashboardController, max_upload: int) -> ReplayView:
+def build_replay(ctl: DashboardController, max_upload: int, bid: gr.Textbox) -> ReplayView:
     from .ui import guarded
 
     with gr.Row():
@@ -93,16 +93,17 @@ def build_replay(ctl: DashboardController, max_upload: int) -> ReplayView:
         jsonl_btn = gr.Button("Export JSONL")
         export_file = gr.File(label="Download", interactive=False)
 
-    def on_open(path, spd, request: gr.Request):
+    def on_open(who, path, spd, request: gr.Request):
         guarded(ctl, lambda s: ctl.start_replay((path or "").strip(), None if spd == "max" else 1.0, session=s),
-                request)
+                request, browser_id=who)
 
-    open_btn.click(on_open, [path_in, speed], None, **PRIVATE)
+    open_btn.click(on_open, [bid, path_in, speed], None, **PRIVATE)
 
-    def on_upload(files, spd, request: gr.Request):
-        guarded(ctl, lambda s: upload_and_play(ctl, s, files, None if spd == "max" else 1.0), request)
+    def on_upload(who, files, spd, request: gr.Request):
+        guarded(ctl, lambda s: upload_and_play(ctl, s, files, None if spd == "max" else 1.0), request,
+                browser_id=who)
 
-    upload.upload(on_upload, [upload, speed], upload, **PRIVATE)
+    upload.upload(on_upload, [bid, upload, speed], upload, **PRIVATE)
     scrub.release(lambda t: False, scrub, follow, **PRIVATE)  # scrubbing stops following
     csv_btn.click(lambda: write_export(ctl, "csv"), None, export_file, **PRIVATE)
     jsonl_btn.click(lambda: write_export(ctl, "jsonl"), None, export_file, **PRIVATE)

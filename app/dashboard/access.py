@@ -4,6 +4,7 @@ line). Error texts never say whether a path outside the allowed folders exists."
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 from .uploads import VIDEO_SUFFIXES
@@ -17,7 +18,7 @@ class DeviceChoiceError(ValueError):
     """A camera or microphone the dashboard refuses: only probed devices (or the operator's --camera) are used."""
 
 
-def check_replay_path(path: str | os.PathLike, roots: list[Path], hidden: list[Path] = ()) -> Path:
+def check_replay_path(path: str | os.PathLike, roots: Sequence[Path], hidden: Sequence[Path] = ()) -> Path:
     """Resolve ``path`` (symlinks and ``..`` included) and refuse anything outside ``roots``; ``hidden`` roots
     are allowed but not named in the message (the private upload folder)."""
     from streams.session import is_session_dir

@@ -199,7 +199,7 @@ class DashboardController:
             if asr and self._text_source is not None:
                 sinks.append(self._start_asr(self._text_source))
             self.engine.start_live(cap, clock, extra_sinks=sinks)
-            self._demo, self._stopped = False, False
+            self._demo, self._stopped, self._last_path = False, False, None  # scrubbing shows no old file's frames
             self.source = "browser camera + microphone" if browser else _describe_capture(cap)
             return self.say(f"Live analysis started: {self.source}.")
 

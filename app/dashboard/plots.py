@@ -34,7 +34,8 @@ def _y(v: float) -> float:
 
 def _polyline(points: list[tuple[float, float] | None], colour: str, name: str) -> str:
     """Lines broken where a point is None (no evidence in that bin)."""
-    segs, cur = [], []
+    segs: list[list[tuple[float, float]]] = []
+    cur: list[tuple[float, float]] = []
     for p in points + [None]:
         if p is None:
             if len(cur) >= 1:

@@ -92,7 +92,8 @@ def gauges_html(result: Result | None, stale: bool = False) -> str:
             f" data-says='{esc(rep.prediction.label if rep.prediction else '')}'>"
             f"<span class='name'>{title}</span><span class='umq-badge' style='background:{colour}'>"
             f"{rep.state.upper()}</span>"
-            f"<div class='bar'><div class='fill' style='width:{rep.quality * 100:.0f}%;background:{colour}'></div></div>"
+            f"<div class='bar'><div class='fill' style='width:{rep.quality * 100:.0f}%;background:{colour}'>"
+            "</div></div>"
             f"<span>quality {rep.quality:.2f}</span><div class='umq-reason'>{esc(rep.reason) or '&nbsp;'}</div>"
             f"<div class='umq-flags'>{flags}</div><div class='umq-says'>{says}</div></div>")
     cls = "umq-gauges umq-stale" if stale else "umq-gauges"

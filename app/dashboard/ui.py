@@ -29,7 +29,6 @@ log = logging.getLogger(__name__)
 
 REFRESH_S = 0.5
 MAX_UPLOAD_BYTES = 200 * 2**20
-PRIVATE = {"api_visibility": "private"}
 
 
 BROWSER_ID_JS = """
@@ -106,9 +105,9 @@ def build_ui(ctl: DashboardController, browser_capture: bool = True) -> gr.Block
         outputs = [seen, status, events, demo_banner, *live.outputs, *replay.outputs, *lab.outputs]
         timer = gr.Timer(REFRESH_S)
         inputs = [bid, seen, replay.follow, replay.scrub, replay.classes]
-        timer.tick(tick, inputs, outputs, show_progress="hidden", concurrency_limit=None, **PRIVATE)
-        demo.load(None, None, bid, js=BROWSER_ID_JS, **PRIVATE).then(tick, inputs, outputs, show_progress="hidden",
-                                                                    **PRIVATE)
+        timer.tick(tick, inputs, outputs, show_progress="hidden", concurrency_limit=None, api_visibility="private")
+        first = demo.load(None, None, bid, js=BROWSER_ID_JS, api_visibility="private")
+        first.then(tick, inputs, outputs, show_progress="hidden", api_visibility="private")
     return demo
 
 
@@ -118,7 +117,7 @@ _CLEANUP_LOCK = threading.Lock()
 def install_cleanup(ctl: DashboardController) -> None:
     """Delete uploads and stop capture at exit, on SIGTERM and on SIGINT (Gradio's thread keeps serving until
     then; the previous handlers still run afterwards)."""
-    done = []
+    done: list[bool] = []
 
     def cleanup() -> None:
         with _CLEANUP_LOCK:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from typing import NoReturn
 
 import gradio as gr
 
@@ -27,11 +28,11 @@ def add_api(ctl: DashboardController) -> None:
     from .ui import session_of
     from .ui_replay import upload_and_play, write_export
 
-    def refuse(exc: Exception):
+    def refuse(exc: Exception) -> NoReturn:
         raise gr.Error(str(exc), print_exception=False)
 
     def analyze_video(video: gr.FileData, transcript: gr.FileData | None = None,
-                      request: gr.Request = None) -> list[dict]:
+                      request: gr.Request | None = None) -> list[dict]:
         """Replay an uploaded video (and its .srt/.vtt) at maximum speed; every window's result as JSON."""
         files = [f["path"] if isinstance(f, dict) else getattr(f, "path", f) for f in (video, transcript) if f]
         try:
@@ -53,14 +54,14 @@ def add_api(ctl: DashboardController) -> None:
         r = ctl.engine.latest_result()
         return r.to_json() if r is not None else None
 
-    def start_replay(path: str, speed: str = "1x", request: gr.Request = None) -> str:
+    def start_replay(path: str, speed: str = "1x", request: gr.Request | None = None) -> str:
         """Replay a session folder or video under the allowed folders at "1x" or "max"."""
         try:
             return ctl.start_replay(path, None if speed == "max" else 1.0, session=session_of(request))
         except (NotInControl, ValueError, OSError) as exc:
             refuse(exc)
 
-    def set_lab(settings: dict, request: gr.Request = None) -> dict:
+    def set_lab(settings: dict, request: gr.Request | None = None) -> dict:
         """Set the quality lab (LabSettings field names; missing ones are off); returns the settings in force."""
         names = {f.name for f in dataclasses.fields(LabSettings)}
         unknown = set(settings) - names

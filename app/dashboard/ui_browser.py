@@ -8,8 +8,6 @@ import gradio as gr
 
 from .controller import DashboardController
 
-PRIVATE = {"api_visibility": "private"}
-
 OPEN_JS = """
 async (who) => {
   if (window.__umqCap) window.__umqCap.stop();
@@ -69,7 +67,8 @@ SEND_JS = """
     inFlight = true;
     canvas.toBlob((b) => {
       if (!b) { inFlight = false; return; }
-      post('umq/browser/frame', b, {'Content-Type': 'image/jpeg'}).finally(() => { inFlight = false; cap.sent.frames++; });
+      post('umq/browser/frame', b, {'Content-Type': 'image/jpeg'})
+        .finally(() => { inFlight = false; cap.sent.frames++; });
     }, 'image/jpeg', 0.8);
   }, 100);
 }
@@ -89,5 +88,5 @@ def build_browser_capture(ctl: DashboardController, bid: gr.Textbox) -> None:
         ok = guarded(ctl, lambda s: ctl.start_live(browser=True, session=s) or True, request, browser_id=who)
         return ctl.browser_token if ok else ""
 
-    browser_btn.click(on_browser, bid, token, js=OPEN_JS, **PRIVATE).then(
-        None, token, None, js=SEND_JS, **PRIVATE)
+    browser_btn.click(on_browser, bid, token, js=OPEN_JS, api_visibility="private").then(
+        None, token, None, js=SEND_JS, api_visibility="private")

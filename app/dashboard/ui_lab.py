@@ -14,8 +14,6 @@ from . import render
 from .controller import DashboardController, DashboardState
 from .plots import timeline_svg
 
-PRIVATE = {"api_visibility": "private"}
-
 
 def settings_values(s: LabSettings) -> list:
     """A LabSettings as the 13 widget values, in the order of the widgets."""
@@ -81,13 +79,13 @@ def build_lab(ctl: DashboardController, bid: gr.Textbox) -> TabView:
         return [gr.update()] * len(inputs) if ok else settings_values(ctl.lab.settings)
 
     for c in inputs:
-        c.change(on_lab, [bid, *inputs], inputs, show_progress="hidden", **PRIVATE)
+        c.change(on_lab, [bid, *inputs], inputs, show_progress="hidden", api_visibility="private")
 
     def on_reset(who, request: gr.Request):
         guarded(ctl, lambda s: ctl.reset_lab(session=s), request, browser_id=who)
         return settings_values(ctl.lab.settings)
 
-    reset_btn.click(on_reset, bid, inputs, **PRIVATE)
+    reset_btn.click(on_reset, bid, inputs, api_visibility="private")
 
     def draw(s: DashboardState) -> dict:
         r = s.result

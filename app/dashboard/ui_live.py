@@ -13,8 +13,6 @@ from .controller import DashboardController, DashboardState
 from .plots import timeline_svg
 from .ui_browser import build_browser_capture
 
-PRIVATE = {"api_visibility": "private"}
-
 
 @dataclass
 class TabView:
@@ -66,15 +64,15 @@ def build_live(ctl: DashboardController, browser_capture: bool, bid: gr.Textbox)
             ctl.start_live(CaptureOptions(source="devices", camera=camera, mic=mic_id), session=session)
         guarded(ctl, go, request, cam, mic, browser_id=who)
 
-    start_btn.click(on_live, [bid, cam_dd, mic_dd], None, **PRIVATE)
+    start_btn.click(on_live, [bid, cam_dd, mic_dd], None, api_visibility="private")
     def on_demo(who, request: gr.Request):
         guarded(ctl, lambda s: ctl.start_demo(session=s), request, browser_id=who)
 
     def on_stop(who, request: gr.Request):
         guarded(ctl, lambda s: ctl.stop(session=s), request, browser_id=who)
 
-    demo_btn.click(on_demo, bid, None, **PRIVATE)
-    stop_btn.click(on_stop, bid, None, **PRIVATE)
+    demo_btn.click(on_demo, bid, None, api_visibility="private")
+    stop_btn.click(on_stop, bid, None, api_visibility="private")
 
     def on_record(who, request: gr.Request):
         def go(session):
@@ -84,15 +82,15 @@ def build_live(ctl: DashboardController, browser_capture: bool, bid: gr.Textbox)
                 ctl.say(f"Recording to {ctl.start_recording(session=session)}.")
         guarded(ctl, go, request, browser_id=who)
 
-    rec_btn.click(on_record, bid, None, **PRIVATE)
+    rec_btn.click(on_record, bid, None, api_visibility="private")
 
     def on_send(text):
         if not ctl.type_line(text or ""):
             ctl.say("Typed lines go into live sessions: start live analysis first.", "warning")
         return ""
 
-    send_btn.click(on_send, line_in, line_in, **PRIVATE)
-    line_in.submit(on_send, line_in, line_in, **PRIVATE)
+    send_btn.click(on_send, line_in, line_in, api_visibility="private")
+    line_in.submit(on_send, line_in, line_in, api_visibility="private")
     if browser_capture:
         build_browser_capture(ctl, bid)
 

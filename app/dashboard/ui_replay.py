@@ -18,8 +18,6 @@ from .controller import DashboardController, DashboardState
 from .plots import timeline_svg
 from .uploads import TRANSCRIPT_SUFFIXES, VIDEO_SUFFIXES
 
-PRIVATE = {"api_visibility": "private"}
-
 
 @dataclass
 class ReplayView:
@@ -97,16 +95,16 @@ def build_replay(ctl: DashboardController, max_upload: int, bid: gr.Textbox) -> 
         guarded(ctl, lambda s: ctl.start_replay((path or "").strip(), None if spd == "max" else 1.0, session=s),
                 request, browser_id=who)
 
-    open_btn.click(on_open, [bid, path_in, speed], None, **PRIVATE)
+    open_btn.click(on_open, [bid, path_in, speed], None, api_visibility="private")
 
     def on_upload(who, files, spd, request: gr.Request):
         guarded(ctl, lambda s: upload_and_play(ctl, s, files, None if spd == "max" else 1.0), request,
                 browser_id=who)
 
-    upload.upload(on_upload, [bid, upload, speed], upload, **PRIVATE)
-    scrub.release(lambda t: False, scrub, follow, **PRIVATE)  # scrubbing stops following
-    csv_btn.click(lambda: write_export(ctl, "csv"), None, export_file, **PRIVATE)
-    jsonl_btn.click(lambda: write_export(ctl, "jsonl"), None, export_file, **PRIVATE)
+    upload.upload(on_upload, [bid, upload, speed], upload, api_visibility="private")
+    scrub.release(lambda t: False, scrub, follow, api_visibility="private")  # scrubbing stops following
+    csv_btn.click(lambda: write_export(ctl, "csv"), None, export_file, api_visibility="private")
+    jsonl_btn.click(lambda: write_export(ctl, "jsonl"), None, export_file, api_visibility="private")
     cache: dict = {}
 
     def at(t: float):
@@ -127,7 +125,8 @@ def build_replay(ctl: DashboardController, max_upload: int, bid: gr.Textbox) -> 
                                     classes=list(chosen or []) or None, title="Emotion over the session"),
                tl_q: timeline_svg(h, "quality", cursor=t if h else None, stretches=s.script,
                                   title="Quality over the session"),
-               scrub: gr.update(maximum=max(1.0, round(end + 0.5, 1)), **({"value": round(t, 1)} if following else {})),
+               scrub: (gr.update(maximum=max(1.0, round(end + 0.5, 1)), value=round(t, 1)) if following
+                       else gr.update(maximum=max(1.0, round(end + 0.5, 1)))),
                scrub_head: render.headline_html(hit) + (f"<div data-t='{t:.2f}'>frame at t = {t:.1f} s; window "
                                                        f"{hit.t0:.1f}–{hit.t1:.1f} s</div>" if hit else ""),
                scrub_json: hit.to_json() if hit else {}}

@@ -13,6 +13,7 @@ import shutil
 import tempfile
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -56,7 +57,7 @@ class UploadStore:
                               "restart the dashboard or replay from a folder given with --allow")
         _check_header(src, name)
 
-    def used_bytes(self, exclude: list[Path] = ()) -> int:
+    def used_bytes(self, exclude: Sequence[Path] = ()) -> int:
         skip = {p.resolve() for p in exclude}
         return sum(p.stat().st_size for p in self.dir.rglob("*") if p.is_file() and p.resolve() not in skip)
 

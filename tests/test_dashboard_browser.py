@@ -75,6 +75,7 @@ def _wait_js(page, cond: str, timeout: int = 30_000) -> None:
     page.wait_for_function(f"() => {{ {cond} }}", timeout=timeout)
 
 
+@pytest.mark.timeout(900)  # one long walk through every tab; minutes on a busy 2-core runner
 def test_the_dashboard_tells_the_truth(dashboard, tmp_path):
     from playwright.sync_api import expect, sync_playwright
 
@@ -164,13 +165,12 @@ def test_the_dashboard_tells_the_truth(dashboard, tmp_path):
         page.get_by_text("This browser's camera and microphone").click()
         page.locator("#btn-browser").click()
         expect(page.locator("#umq-status-line[data-phase='live']")).to_contain_text("browser", timeout=30_000)
-        page.wait_for_timeout(12_000)
-        from gradio_client import Client
-
-        stats = Client(url + "/", verbose=False).predict(api_name="/status")
-        b = stats["browser"]
-        assert b["audio_s"] > 8 and b["audio_coverage"] > 0.95 and b["frames"] > 10, stats
-        assert stats["telemetry"]["video_fps"] > 0, stats
+        line = "#umq-status-line[data-phase='live']"
+        _wait_js(page, f"const s = document.querySelector(\"{line}\"); return s && Number(s.dataset.audioS) > 8;",
+                 60_000)
+        page.wait_for_timeout(1000)  # one more refresh
+        stats = {k: float(_attr(page, line, f"data-{k}")) for k in ("audio-s", "audio-coverage", "frames")}
+        assert stats["audio-coverage"] > 0.95 and stats["frames"] > 10, stats  # < 5 % gaps
         sent = page.evaluate("() => window.__umqCap.sent")
         assert sent["failed"] == 0 and sent["audio"] > 8, sent
         page.locator("#btn-stop").click()

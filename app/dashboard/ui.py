@@ -65,9 +65,14 @@ def status_html(ctl: DashboardController, phase: str, status: str, session: str 
     colour = {"failed": "#b42318", "idle": "#57606a", "finished": "#57606a"}.get(phase, "#1a7f37")
     note = (" <span class='umq-readonly' style='color:#b35900'>(read-only: controlled by another session)"
             "</span>") if ro else ""
-    return (f"<div id='umq-status-line' data-phase='{phase}' data-read-only='{int(ro)}'>"
+    b = ctl.browser_stats() if phase in ("live", "recording") else {}
+    extra = (f" This browser's microphone: {b['audio_s']:.0f} s received, {b['audio_coverage']:.0%} of the time "
+             f"covered; camera: {b['frames']} frames." if b else "")
+    attrs = (f" data-audio-s='{b['audio_s']}' data-audio-coverage='{b['audio_coverage']}' "
+             f"data-frames='{b['frames']}'" if b else "")
+    return (f"<div id='umq-status-line' data-phase='{phase}' data-read-only='{int(ro)}'{attrs}>"
             f"<span class='umq-badge' style='background:{colour}'>{phase.upper()}</span> {render.esc(status)}"
-            f"{note}</div>")
+            f"{extra}{note}</div>")
 
 
 def build_ui(ctl: DashboardController, browser_capture: bool = True) -> gr.Blocks:

@@ -154,6 +154,7 @@ def test_the_dashboard_tells_the_truth(dashboard, tmp_path):
 
         # Stop: the status says idle and when it stopped; the last result is marked stale, also after a reload
         page.get_by_role("tab", name="Live").click()
+        expect(page.locator("#live-gauges .umq-gauges[data-ready='1']")).to_have_count(1, timeout=60_000)
         page.locator("#btn-stop").click()
         expect(page.locator("#umq-status-line[data-phase='idle']")).to_contain_text("stopped at", timeout=15_000)
         expect(page.locator("#live-headline .umq-headline[data-stale='1']")).to_have_count(1, timeout=5_000)

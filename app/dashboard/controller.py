@@ -383,6 +383,8 @@ class DashboardController:
             return "replay", f"Replaying {self.source} at {_speed(self._replay_speed)}, t = {eng.now():.1f} s."
         if self._stopped and last is not None:
             return "idle", f"Idle: stopped{at} ({self.source}); the results shown are from then."
+        if self._stopped:
+            return "idle", f"Idle: stopped ({self.source}) before its first result."
         return "idle", "Idle: nothing is playing. Start live analysis, play the demo or open a replay."
 
     def status(self) -> str:

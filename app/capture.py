@@ -9,10 +9,11 @@ modality in the windows, never a failed command.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 
 from streams.clock import Clock
-from streams.packets import Modality
+from streams.packets import Modality, SourceState
 from streams.source import Sink, Source
 
 log = logging.getLogger(__name__)
@@ -66,12 +67,44 @@ class Capture:
         for s in self.sources:
             s.start()
 
+    def missing_inputs(self, wait_s: float = 3.0) -> dict[Modality, str]:
+        """Per modality that is not delivering, why: switched off or without a source (the recorded reason), or
+        a source that reported ``unavailable``/``ended``/... (its own reason: "camera 0 could not be opened:
+        ..."). Waits up to ``wait_s`` for sources still ``starting``, so a start-up message never reads like a
+        healthy start when a device is missing."""
+        deadline = time.monotonic() + wait_s
+        while True:
+            out, starting = {}, False
+            for m in (Modality.VIDEO, Modality.AUDIO, Modality.TEXT):
+                d = self.info.get(m)
+                if d is None or not d.get("present"):
+                    out[m] = (d or {}).get("reason") or f"no {m.value} source"
+                    continue
+                src = next((s for s in self.sources if s.name == d.get("name")), None)
+                st = src.status if src is not None else None
+                if st is None or st.state is SourceState.STARTING:
+                    starting = starting or st is not None
+                elif not st.state.delivers:
+                    out[m] = st.reason or f"{d.get('name') or m.value} {st.state.value}"
+            if not starting or time.monotonic() >= deadline:
+                return out
+            time.sleep(0.05)
+
     def stop(self) -> None:
         for s in self.sources:
             try:
                 s.stop()
             except Exception:  # noqa: BLE001 - stopping one source must not prevent stopping the others
                 log.exception("stopping %s failed", s.name)
+
+
+_INPUT = {Modality.VIDEO: "camera", Modality.AUDIO: "microphone", Modality.TEXT: "transcript"}
+
+
+def missing_input_lines(capture: Capture, wait_s: float = 3.0) -> list[str]:
+    """``warning: camera missing: <reason>`` for each input of ``capture`` that is not delivering (empty when
+    everything works): what ``live`` prints under its start-up status line."""
+    return [f"warning: {_INPUT[m]} missing: {why}" for m, why in capture.missing_inputs(wait_s).items()]
 
 
 def _off(value: str | None) -> bool:

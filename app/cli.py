@@ -10,18 +10,18 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import logging
+import math
 import os
 import signal
 import sys
 import threading
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
-
-log = logging.getLogger("app.cli")
 
 from .paths import DEMO_SESSION
+
+log = logging.getLogger("app.cli")
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
 
@@ -35,8 +35,8 @@ def parse_speed(value: str) -> float | None:
         speed = float(value)
     except ValueError:
         raise argparse.ArgumentTypeError(f"--speed must be 'max' or a number, got {value!r}") from None
-    if speed <= 0:
-        raise argparse.ArgumentTypeError(f"--speed must be positive, got {value!r}")
+    if not math.isfinite(speed) or speed <= 0:
+        raise argparse.ArgumentTypeError(f"--speed must be 'max' or a positive number, got {value!r}")
     return speed
 
 
@@ -52,20 +52,54 @@ def parse_span(value: str) -> tuple[float, float]:
 
 
 def positive(value: str) -> float:
+    """A finite positive number (``nan`` and ``inf`` are refused: they never compare as a person expects)."""
     try:
         v = float(value)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number, got {value!r}") from None
-    if v <= 0:
+    if not math.isfinite(v) or v <= 0:
         raise argparse.ArgumentTypeError(f"expected a positive number, got {value!r}")
     return v
 
 
+def window_length(value: str) -> float:
+    """``--window``: seconds, at most :data:`streams.buffer.MAX_WINDOW_S`."""
+    from streams.buffer import MAX_WINDOW_S
+
+    v = positive(value)
+    if v > MAX_WINDOW_S:
+        raise argparse.ArgumentTypeError(f"a window of at most {MAX_WINDOW_S:g} s, got {value!r}")
+    return v
+
+
+def hop_length(value: str) -> float:
+    """``--hop``: seconds, at least :data:`streams.buffer.MIN_HOP_S` (bounds windows per second of media)."""
+    from streams.buffer import MIN_HOP_S
+
+    v = positive(value)
+    if v < MIN_HOP_S:
+        raise argparse.ArgumentTypeError(f"a hop of at least {MIN_HOP_S:g} s (at most {1 / MIN_HOP_S:g} windows "
+                                         f"per second of media), got {value!r}")
+    return v
+
+
+def port_number(value: str) -> int:
+    """``--port``: 1-65535, checked before any model loads."""
+    try:
+        v = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a port number, got {value!r}") from None
+    if not 1 <= v <= 65535:
+        raise argparse.ArgumentTypeError(f"a port between 1 and 65535, got {value!r}")
+    return v
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m app", description="Real-time multimodal affect analysis (UMQ).")
+    prog = "umq-live" if os.path.basename(sys.argv[0] or "") == "umq-live" else "python -m app"
+    p = argparse.ArgumentParser(prog=prog, description="Real-time multimodal affect analysis (UMQ).")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     p.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
-    sub = p.add_subparsers(dest="command", metavar="{live,replay,record,devices,bench}")
+    sub = p.add_subparsers(dest="command", metavar="{live,replay,record,devices,bench,analyze}")
     _server_options(p)
 
     lv = sub.add_parser("live", help="live analysis from a camera, a microphone and an optional transcript")
@@ -75,6 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
                                          "(lines can always be typed in the dashboard)")
     lv.add_argument("--browser", action="store_true",
                     help="take camera and microphone from the browser (for an app on a remote machine)")
+    _lsl_option(lv)
     _server_options(lv)
 
     r = sub.add_parser("record", help="record a session folder (camera, microphone, transcript)")
@@ -85,8 +120,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--camera", help="camera index, device path or video file; 'none' to record without video")
     r.add_argument("--mic", help="microphone id or name fragment (default: system input); 'none' for no audio")
     r.add_argument("--transcript", help="'-' (stdin), a .srt/.vtt/.jsonl file, a file to tail, or 'none'")
-    r.add_argument("--window", type=positive, default=2.0, help="analysis window in seconds (default 2.0)")
-    r.add_argument("--hop", type=positive, default=0.5, help="time between windows in seconds (default 0.5)")
+    r.add_argument("--window", type=window_length, default=2.0, help="analysis window in seconds (default 2.0)")
+    r.add_argument("--hop", type=hop_length, default=0.5, help="time between windows in seconds (default 0.5)")
+    r.add_argument("--force", action="store_true",
+                   help="record into a folder that holds other files (never one holding session files)")
     g = r.add_argument_group("scripted failures (--source synthetic only)")
     g.add_argument("--camera-off", type=parse_span, action="append", default=[], metavar="A:B")
     g.add_argument("--camera-frozen", type=parse_span, action="append", default=[], metavar="A:B")
@@ -102,22 +139,38 @@ def build_parser() -> argparse.ArgumentParser:
                     help="with --headless: write the windows' capture health only (no models; fast)")
     rp.add_argument("--speed", type=parse_speed, default=None,
                     help="'max' (default with --headless) or a real-time factor such as 1 or 2.5")
-    rp.add_argument("--window", type=positive, help="override the recorded window length (s)")
-    rp.add_argument("--hop", type=positive, help="override the recorded hop (s)")
+    rp.add_argument("--window", type=window_length, help="override the recorded window length (s, at most 60)")
+    rp.add_argument("--hop", type=hop_length, help="override the recorded hop (s, at least 0.05)")
+    _lsl_option(rp)
     _server_options(rp)
 
     sub.add_parser("devices", help="list cameras and microphones")
-    from . import bench
+    from . import batch, bench
 
     bench.add_parser(sub)
+    batch.add_parser(sub)
     return p
+
+
+def _lsl_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--lsl", nargs="?", const="umq-live", default=None, metavar="NAME",
+                   help="publish each window's result as Lab Streaming Layer streams NAME-emotion, NAME-quality and "
+                        "NAME-markers (default NAME umq-live; see app/lsl.py)")
+
+
+def _attach_lsl(args: argparse.Namespace, engine, hop_s: float) -> None:
+    """``--lsl``: raises :class:`app.lsl.LslUnavailable` (a clear message) when pylsl cannot be used."""
+    if getattr(args, "lsl", None) is not None:
+        from .lsl import attach_lsl
+
+        attach_lsl(engine, args.lsl, hop_s)
 
 
 def _server_options(p: argparse.ArgumentParser) -> None:
     d = argparse.SUPPRESS  # options may come before or after the command; set once in main()
     g = p.add_argument_group("dashboard and model")
     g.add_argument("--host", default=d, help="address to bind (default 127.0.0.1: this machine only)")
-    g.add_argument("--port", type=int, default=d, help="port (default: 7860 or the next free one)")
+    g.add_argument("--port", type=port_number, default=d, help="port (default: 7860 or the next free one)")
     g.add_argument("--share", action="store_true", default=d, help="create a public Gradio share link")
     g.add_argument("--auth", default=d, metavar="USER:PASSWORD",
                    help="require a login (or set UMQ_AUTH=USER:PASSWORD to keep it out of the process list)")
@@ -193,7 +246,7 @@ def cmd_record(args: argparse.Namespace) -> int:
     windower = Windower(buffer, config, absent_reasons=capture.absent_reasons)
     meta = {"command": "record", "source": args.source, "sources": capture.meta(), "video_fps": capture.video_fps,
             "window_config": config.to_json(), "seconds_requested": args.seconds}
-    recorder = SessionRecorder(args.out, meta, clock=clock)
+    recorder = SessionRecorder(args.out, meta, clock=clock, force=args.force)
     try:
         recorder.start()
     except RecorderError as exc:
@@ -248,104 +301,13 @@ def cmd_record(args: argparse.Namespace) -> int:
 
 # -- replay ------------------------------------------------------------------------------------------------
 def cmd_replay(args: argparse.Namespace) -> int:
-    from streams.files import MediaFileError
-    from streams.replay import Replay
-    from streams.session import SessionError
-
+    """``replay PATH``: the dashboard, or with ``--headless`` JSON lines (:func:`app.headless.replay_headless`)."""
     if not args.headless:
         return run_dashboard(args, replay=args.path)
-    speed = args.speed
-    try:
-        replay = Replay(args.path, speed=speed)
-        config = replay.window_config(args.window, args.hop)
-    except (SessionError, MediaFileError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_ERROR
-    to_stdout = args.out == "-"
-    try:
-        out = sys.stdout if to_stdout else open(args.out, "w", encoding="utf-8")
-    except OSError as exc:
-        print(f"error: cannot write {args.out}: {exc}", file=sys.stderr)
-        return EXIT_ERROR
-    report = sys.stderr if to_stdout else sys.stdout
-    try:
-        if args.windows:
-            n, present, reasons = _write_windows(replay, config, out)
-        else:
-            n, present, reasons = _write_results(replay, config, out, args)
-    except (SessionError, MediaFileError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_ERROR
-    except Exception as exc:  # noqa: BLE001 - e.g. a checkpoint error: say it, do not dump a traceback
-        from umq.checkpoint import CheckpointError
+    from .headless import replay_headless
 
-        if not isinstance(exc, CheckpointError):
-            raise
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_ERROR
-    finally:
-        if not to_stdout:
-            out.close()
-    st = replay.stats
-    speed_txt = "max" if speed is None else f"{speed:g}x"
-    what = "windows" if args.windows else "results"
-    print(f"replayed {args.path} ({replay.kind}, {st.get('sim_s', 0):.1f} s of session time) in "
-          f"{st.get('wall_s', 0):.2f} s at speed {speed_txt} ({st.get('speedup', 0):.1f}x real time)", file=report)
-    print(f"  {what} {n} -> {'stdout' if to_stdout else args.out}; present: video {present['video']}, "
-          f"audio {present['audio']}, text {present['text']}", file=report)
-    for m, rs in reasons.items():
-        for reason, count in sorted(rs.items(), key=lambda kv: -kv[1])[:3]:
-            print(f"  {m} not ok in {count}: {reason}", file=report)
-    return EXIT_OK
-
-
-def _write_windows(replay, config, out) -> tuple[int, dict, dict]:
-    n, present = 0, {"video": 0, "audio": 0, "text": 0}
-    reasons: dict[str, dict[str, int]] = {m: {} for m in present}
-    for w in replay.windows(config):
-        js = w.to_json()
-        out.write(json.dumps(js) + "\n")
-        n += 1
-        for m in present:
-            if js[m]["present"]:
-                present[m] += 1
-            else:
-                reasons[m][js[m]["reason"]] = reasons[m].get(js[m]["reason"], 0) + 1
-    return n, present, reasons
-
-
-def _write_results(replay, config, out, args) -> tuple[int, dict, dict]:
-    """Every window through the engine and the runtime model (blocking hand-offs: nothing dropped)."""
-    from umq.runtime.analyzer import Analyzer
-
-    from .engine import Engine, EngineConfig
-
-    analyzer = Analyzer(device=_opt(args, "device"))
-    engine = Engine(analyzer.stages(), EngineConfig(window=config, policy="block"))
-    present = {"video": 0, "audio": 0, "text": 0}
-    reasons: dict[str, dict[str, int]] = {m: {} for m in present}
-    n = 0
-
-    def write(r) -> None:
-        nonlocal n
-        out.write(json.dumps(r.to_json()) + "\n")
-        n += 1
-        for m in present:
-            if r.state.get(m) == "missing":
-                reasons[m][r.reason[m]] = reasons[m].get(r.reason[m], 0) + 1
-            else:
-                present[m] += 1
-
-    engine.subscribe(write)
-    engine.start_replay(replay, config)
-    try:
-        engine.wait_replay()
-    finally:
-        engine.stop()
-    tel = engine.telemetry()
-    if sum(tel.errors.values()):
-        log.warning("analysis failed on %d windows: %s", sum(tel.errors.values()), tel.last_error)
-    return n, present, reasons
+    return replay_headless(args.path, out=args.out, windows_only=args.windows, speed=args.speed, window=args.window,
+                           hop=args.hop, device=_opt(args, "device"), lsl=getattr(args, "lsl", None))
 
 
 # -- devices / default ---------------------------------------------------------------------------------------
@@ -386,9 +348,10 @@ def run_dashboard(args: argparse.Namespace, replay: Path | None = None, live: bo
     from umq.checkpoint import CheckpointError
     from umq.runtime.analyzer import Analyzer
 
-    from .capture import CaptureOptions
+    from .capture import CaptureOptions, missing_input_lines
     from .dashboard.controller import DashboardController, ReplayPathError
     from .dashboard.ui import launch
+    from .outputs import one_line
 
     host, port, share = _opt(args, "host"), _opt(args, "port"), _opt(args, "share")
     try:
@@ -407,10 +370,12 @@ def run_dashboard(args: argparse.Namespace, replay: Path | None = None, live: bo
         # load the models now: a broken checkpoint is reported before the server starts, and the first windows
         # are not slowed down by lazy loading
         log.info("models ready in %.1f s", ctl.analyzer.warm_up())
+        _attach_lsl(args, ctl.engine, ctl.engine.config.window.hop_s)
         if replay is not None:
             print(ctl.start_replay(replay, 1.0 if args.speed is None else args.speed))
         elif live or live is None:
-            opts = CaptureOptions(source="devices", camera=getattr(args, "camera", None), mic=getattr(args, "mic", None),
+            opts = CaptureOptions(source="devices", camera=getattr(args, "camera", None),
+                                  mic=getattr(args, "mic", None),
                                   transcript=getattr(args, "transcript", None))
             if live is None and not getattr(args, "browser", False):
                 why = _no_devices_reason(*ctl.devices())
@@ -420,8 +385,12 @@ def run_dashboard(args: argparse.Namespace, replay: Path | None = None, live: bo
                     print(ctl.start_live(opts, asr=_opt(args, "asr")))
             else:
                 print(ctl.start_live(opts, browser=getattr(args, "browser", False), asr=_opt(args, "asr")))
-    except (CheckpointError, ReplayPathError, ValueError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+            if ctl.engine.capture is not None and not getattr(args, "browser", False):
+                for line in missing_input_lines(ctl.engine.capture):
+                    print(line, file=sys.stderr)
+    except (CheckpointError, ReplayPathError, ValueError, OSError, RuntimeError, ImportError) as exc:
+        # a damaged face/voice/text/UMQ weights file included (FaceNetLoadError is a RuntimeError)
+        print(f"error: {one_line(exc)}", file=sys.stderr)
         ctl.close()
         return EXIT_ERROR
     where = f"http://{'localhost' if host in ('127.0.0.1', '::1') else host}:{port}" if port else "the address below"
@@ -476,4 +445,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from . import bench
 
         return bench.main(args)
+    if args.command == "analyze":
+        from . import batch
+
+        return batch.main(args)
     return cmd_default(args)

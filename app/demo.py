@@ -179,7 +179,8 @@ def build(out: Path) -> dict:
         if not line.captioned:
             continue
         dur = 0.35 * len(line.text.split()) + 0.4
-        events.append((line.t + dur, TextSegment(line.t, line.t + dur, line.text, "typed" if not line.spoken else "demo")))
+        source = "typed" if not line.spoken else "demo"
+        events.append((line.t + dur, TextSegment(line.t, line.t + dur, line.text, source)))
     events.sort(key=lambda e: e[0])
     for arrival, packet in events:
         clock.advance_to(arrival)

@@ -6,6 +6,15 @@ each run in their own thread behind one-slot mailboxes (:mod:`app.pipeline`): li
 slow stage never grows a backlog; replaying at maximum speed, every window is analysed.
 
 The engine's observable state is one documented dataclass, :class:`Telemetry`, which the dashboard polls.
+
+Failures reach the caller, never only the log. :attr:`Engine.failure` is a one-line reason naming the file (or
+the stage) when the current or last run failed, ``None`` otherwise; it is reset when a run starts. A run fails
+when the replay's reader raises (a damaged file), when a stage cannot work at all (a model file that does not
+load, or :data:`FAILING_IN_A_ROW` windows failing in a row before any succeeded; a replay is then cancelled
+instead of logging the same error for every window), when a replay ends with windows whose analysis failed, or
+when a replay cuts no window at all (the media is shorter than one window, or nothing decodes).
+:attr:`Engine.replay_finished` is True only for a replay that played to its end without failure;
+:meth:`Engine.wait_replay` returns once the replay ended (finished or failed): read :attr:`Engine.failure` then.
 """
 from __future__ import annotations
 
@@ -14,8 +23,8 @@ import dataclasses
 import logging
 import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
 
 from streams.buffer import TimeAlignedBuffer, WindowConfig, Windower
 from streams.clock import Clock, SessionClock
@@ -29,6 +38,10 @@ from .capture import Capture
 from .pipeline import LatencyStats, Pipeline, Stage
 
 log = logging.getLogger(__name__)
+
+FAILING_IN_A_ROW = 3
+"""A stage that fails on this many windows in a row without ever succeeding fails the run: it cannot work (a
+damaged model file loaded lazily), and the same error for every window of a long replay helps nobody."""
 
 
 @dataclass(frozen=True)
@@ -117,6 +130,8 @@ class Engine:
         self._e2e: LatencyStats | None = None
         self._windows = 0
         self._produced = 0
+        self._failure: str | None = None
+        self._replay_over = False
         self.mode = "idle"
 
     # -- observers ------------------------------------------------------------------------------------------
@@ -134,8 +149,37 @@ class Engine:
 
     @property
     def replay_finished(self) -> bool:
-        """True once a replay has fed its last packet (False while live, idle or still replaying)."""
-        return self.mode == "replay" and self._replay is not None and not self._replay.running
+        """True once a replay has fed its last packet and nothing failed (False while live, idle, still
+        replaying, or after a failure: see :attr:`failure`)."""
+        return (self.mode == "replay" and self._replay is not None and not self._replay.running
+                and self._replay_over and self.failure is None)
+
+    @property
+    def failure(self) -> str | None:
+        """Why the current or last run failed, in one line naming the file or stage; None when it did not.
+
+        Reset when a run starts. Set by the replay's reader raising ("session folder ...: meta.json ..."), by a
+        stage that cannot work ("perception stage failed on every window: face-net weights unreadable ..."), by
+        a replay whose windows failed analysis, and by a replay that cut no window at all."""
+        p = self._pipeline
+        if self._failure is None and self._replay_over and p is not None and p.pending <= 0:
+            self._check_replay_errors()  # the replay is over and its last windows are analysed
+        return self._failure
+
+    def _fail(self, reason: str) -> None:
+        """Record the first failure of this run; a replay stops at once (its remaining windows would fail too)."""
+        with self._lock:
+            if self._failure is not None:
+                return
+            self._failure = reason
+        log.info("run failed: %s", reason)  # the caller reports it (CLI error line, dashboard status)
+        if self.mode == "replay" and self._replay is not None:
+            self._replay.cancel()
+
+    @property
+    def capture(self) -> Capture | None:
+        """The live capture being analysed (None in replay or before the first live run)."""
+        return self._capture if self.mode == "live" else None
 
     def latest_frame(self) -> VideoFrame | None:
         """The newest captured frame (latest wins), for previews."""
@@ -166,7 +210,9 @@ class Engine:
         policy = self.config.policy or ("block" if replay.speed is None else "latest")
         self._begin("replay", replay.clock, policy)
         self._replay = replay
-        replay.start(sink=self._observe, config=config or replay.window_config(), on_window=self._submit)
+        config = config or replay.window_config()
+        replay.start(sink=self._observe, config=config, on_window=self._submit,
+                     on_done=lambda exc: self._replay_done(replay, config, exc))
         self.clock = replay.clock
 
     def stop(self) -> None:
@@ -184,12 +230,46 @@ class Engine:
         self.mode = "idle"
 
     def wait_replay(self, timeout: float | None = None) -> bool:
-        """Block until a replay has fed every window and the stages have finished them."""
+        """Block until a replay has ended (fed every window, or failed) and the stages have finished what they
+        were given; False only on timeout. Then :attr:`failure` says whether the replay failed and why."""
         if self._replay is None:
             return True
         if not self._replay.join(timeout):
             return False
-        return self._pipeline.drain(timeout or 60.0) if self._pipeline else True
+        drained = self._pipeline.drain(timeout or 60.0) if self._pipeline else True
+        if drained:
+            self._check_replay_errors()
+        return drained
+
+    def _replay_done(self, replay: Replay, config: WindowConfig, exc: BaseException | None) -> None:
+        """The replay thread ended: a reader error, or no window at all, fails the run."""
+        self._replay_over = True
+        if exc is not None:
+            self._fail(replay.failure or f"replay of {replay.path} failed: {exc}")
+        elif self._windows == 0 and not replay.cancelled:
+            sim = float(replay.stats.get("sim_s", 0.0))
+            notes = [s["reason"] for s in self._statuses.values()
+                     if s.get("reason") and not s["reason"].startswith("end of ")]
+            self._fail(f"{replay.path.name}: no analysis window: {sim:.1f} s of media is shorter than one "
+                       f"{config.window_s:g} s window" + (f" ({'; '.join(notes)})" if notes else "")
+                       + "; nothing was analysed")
+
+    def _check_replay_errors(self) -> None:
+        """After a replay drained: windows whose analysis failed make it a failed run (never a silent gap)."""
+        p, replay = self._pipeline, self._replay
+        if p is None or replay is None:
+            return
+        failed = sum(p.errors.values())
+        if failed and self._failure is None:
+            self._fail(f"replay of {replay.path}: analysis failed on {failed} of {self._windows} windows "
+                       f"({p.last_error})")
+
+    def _on_stage_error(self, stage: str, exc: Exception, in_a_row: int) -> None:
+        p = self._pipeline
+        never_worked = p is not None and p.succeeded.get(stage, 0) == 0
+        if _cannot_load(exc) or (never_worked and in_a_row >= FAILING_IN_A_ROW):
+            what = " ".join(str(exc).split()) or type(exc).__name__
+            self._fail(f"{stage} stage failed on every window: {what}")
 
     # -- internals ------------------------------------------------------------------------------------------
     def _begin(self, mode: str, clock: Clock, policy: str) -> None:
@@ -204,7 +284,8 @@ class Engine:
         self._frame_times.clear()
         self._e2e = LatencyStats()
         self._produced = 0
-        self._pipeline = Pipeline(self.stages, self._on_output, policy)
+        self._failure, self._replay_over = None, False
+        self._pipeline = Pipeline(self.stages, self._on_output, policy, on_error=self._on_stage_error)
         self._pipeline.start()
 
     def _observe(self, packet) -> None:
@@ -234,7 +315,8 @@ class Engine:
 
     def _on_output(self, result: Result, latency_ms: dict[str, float]) -> None:
         e2e = max(0.0, (self.now() - result.t1) * 1000.0)
-        self._e2e.add(e2e)
+        if self._e2e is not None:  # set by _begin, before the pipeline that calls this exists
+            self._e2e.add(e2e)
         result = dataclasses.replace(result, latency_ms={**result.latency_ms, **latency_ms, "end_to_end": e2e})
         with self._lock:
             self.results.append(result)
@@ -273,3 +355,11 @@ class Engine:
             last_error=p.last_error if p else "",
         )
 
+
+
+def _cannot_load(exc: BaseException) -> bool:
+    """A model or file that will not load on the next window either (a damaged checkpoint, changed weights)."""
+    if isinstance(exc, (FileNotFoundError, ImportError, MemoryError)):
+        return True
+    names = {c.__name__ for c in type(exc).__mro__}  # by name: importing the model packages here costs seconds
+    return bool(names & {"CheckpointError", "FaceNetLoadError", "ModelDigestError"})

@@ -14,8 +14,9 @@ import collections
 import logging
 import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Generic, Sequence, TypeVar
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 
@@ -113,7 +114,7 @@ class Pipeline:
     stage's output. A stage that raises is logged and its item skipped; the pipeline keeps running."""
 
     def __init__(self, stages: Sequence[Stage], on_output: Callable[[Any, dict[str, float]], None],
-                 policy: str = "latest") -> None:
+                 policy: str = "latest", on_error: Callable[[str, Exception, int], None] | None = None) -> None:
         if not stages:
             raise ValueError("a pipeline needs at least one stage")
         self.stages = list(stages)
@@ -123,6 +124,11 @@ class Pipeline:
         self.latency = {name: LatencyStats() for name, _ in self.stages}
         self.errors: dict[str, int] = {name: 0 for name, _ in self.stages}
         self.last_error: str = ""
+        self.on_error = on_error
+        """``on_error(stage, exc, in_a_row)``: told of every failed item with the stage's current run of failures
+        (the engine turns a stage that cannot work at all into a run failure)."""
+        self.succeeded: dict[str, int] = {name: 0 for name, _ in self.stages}
+        self._in_a_row: dict[str, int] = {name: 0 for name, _ in self.stages}
         self._submitted = 0
         self._finished = 0  # left the pipeline as output, error or declined (dropped ones are counted by mailboxes)
         self._count_lock = threading.Lock()
@@ -187,10 +193,22 @@ class Pipeline:
                 env.value = fn(env.value)
             except Exception as exc:  # noqa: BLE001 - one bad window must not stop the analysis
                 self.errors[name] += 1
-                self.last_error = f"{name}: {exc}"
-                log.exception("stage %s failed; skipping this window", name)
+                self._in_a_row[name] += 1
+                self.last_error = f"{name}: {' '.join(str(exc).split()) or type(exc).__name__}"
+                if self.errors[name] == 1:  # the traceback once per stage; then one line per window
+                    log.exception("stage %s failed; skipping this window", name)
+                else:
+                    log.warning("stage %s failed again (%d so far); skipping this window: %s", name,
+                                self.errors[name], self.last_error)
+                if self.on_error is not None:
+                    try:
+                        self.on_error(name, exc, self._in_a_row[name])
+                    except Exception:  # noqa: BLE001
+                        log.exception("stage error callback failed")
                 self._finish()
                 continue
+            self._in_a_row[name] = 0
+            self.succeeded[name] += 1
             ms = (time.perf_counter() - t) * 1000.0
             env.latency_ms[name] = ms
             self.latency[name].add(ms)

@@ -11,8 +11,8 @@ import collections
 import logging
 import math
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
@@ -135,6 +135,12 @@ class TimeAlignedBuffer:
                     "status": sum(len(h) for h in self._status.values())}
 
 
+MIN_HOP_S = 0.05
+"""Shortest hop between windows: bounds the work per second of media (20 windows/s)."""
+MAX_WINDOW_S = 60.0
+"""Longest window: the buffer keeps a window's worth of media in memory."""
+
+
 @dataclass(frozen=True)
 class WindowConfig:
     """Windowing parameters.
@@ -163,8 +169,20 @@ class WindowConfig:
     cut_on_arrival: bool = True
 
     def __post_init__(self) -> None:
+        for name in ("window_s", "hop_s", "grace_s", "stale_after_s", "gap_s"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ValueError(f"{name} must be a finite number of seconds, got {value!r}")
         if not (self.window_s > 0 and self.hop_s > 0):
             raise ValueError(f"window_s and hop_s must be positive, got {self.window_s}, {self.hop_s}")
+        if self.hop_s < MIN_HOP_S:  # 1e-6 s would cut millions of windows per minute of media
+            raise ValueError(f"hop {self.hop_s:g} s is below the minimum of {MIN_HOP_S:g} s "
+                             f"(at most {1 / MIN_HOP_S:g} windows per second of media)")
+        if self.window_s > MAX_WINDOW_S:
+            raise ValueError(f"window {self.window_s:g} s is longer than the maximum of {MAX_WINDOW_S:g} s")
+        if self.video_fps is not None and not (isinstance(self.video_fps, (int, float))
+                                               and math.isfinite(self.video_fps) and self.video_fps > 0):
+            raise ValueError(f"video_fps must be a positive number or None, got {self.video_fps!r}")
         if self.hop_s > self.window_s:
             raise ValueError(f"hop_s ({self.hop_s}) larger than window_s ({self.window_s}) would skip data")
 
@@ -289,8 +307,8 @@ class Windower:
             return device_reason or f"{noun} disconnected"
         if state is SourceState.STOPPED:
             return f"{noun} stopped"
-        if state is SourceState.ENDED:
-            return f"{noun} input ended"
+        if state is SourceState.ENDED:  # a file says why it ended ("x.mp4: video ends at 3.0 s ... (truncated?)")
+            return device_reason or f"{noun} input ended"
         what = "frames" if modality is Modality.VIDEO else "audio"
         return f"no {what} for {min(trailing, span):.1f} s" if received else f"no {what} for {span:.1f} s"
 
@@ -312,7 +330,8 @@ class Windower:
         state, dev_reason, configured = self._device(Modality.VIDEO, history, t1)
         fps = self._fps(frames)
         period = 1.0 / fps if fps else 0.0
-        gaps, trailing = _gaps([f.t for f in frames], [f.t + period for f in frames], t0, t1, max(cfg.gap_s, 2.5 * period))
+        gaps, trailing = _gaps([f.t for f in frames], [f.t + period for f in frames], t0, t1,
+                               max(cfg.gap_s, 2.5 * period))
         expected = int(round(span * fps)) if fps else len(frames)
         dropped = sum(max(0, b.index - a.index - 1) for a, b in zip(frames, frames[1:]))
         present = bool(frames and state.delivers and trailing < cfg.stale_after_s)
@@ -356,7 +375,8 @@ class Windower:
         padded = np.concatenate([[True], valid, [True]])
         edges = np.flatnonzero(np.diff(padded.astype(np.int8)))
         starts, ends = edges[::2], edges[1::2]
-        gaps = tuple((float(t0 + s / rate), float(t0 + e / rate)) for s, e in zip(starts, ends) if (e - s) / rate > gap_s)
+        gaps = tuple((float(t0 + s / rate), float(t0 + e / rate))
+                     for s, e in zip(starts, ends) if (e - s) / rate > gap_s)
         trailing = 0.0 if valid[-1] else float((len(valid) - starts[-1]) / rate)
         return gaps, trailing
 

@@ -15,14 +15,15 @@ import contextlib
 import logging
 import os
 import threading
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import cv2
 import numpy as np
 
 from .clock import Clock
 from .devices import Backoff, RateMeter, quiet_opencv
-from .packets import Modality, SourceState, VideoFrame
+from .packets import Modality, SourceState, VideoFrame, cap_image
 from .source import Sink, ThreadedSource
 
 log = logging.getLogger(__name__)
@@ -231,7 +232,7 @@ class CameraSource(ThreadedSource):
                         intervals.append(dt)
             self.counters.measured_rate = meter.update(t)
             prev_t = t
-            frame = VideoFrame(t, image, self._index)
+            frame = VideoFrame(t, cap_image(image), self._index)  # bounded memory whatever the camera sends
             self._index += 1
             file_pos += 1
             self._latest = frame

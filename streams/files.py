@@ -13,13 +13,22 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 
-from .packets import AUDIO_RATE, AudioChunk, Modality, SourceState, SourceStatus, TextSegment, VideoFrame
+from .packets import (
+    AUDIO_RATE,
+    AudioChunk,
+    Modality,
+    SourceState,
+    SourceStatus,
+    TextSegment,
+    VideoFrame,
+    cap_frame_size,
+)
 from .session import Timed
 
 log = logging.getLogger(__name__)
@@ -197,7 +206,8 @@ class MediaFile:
         return av, container, stream
 
     def timed_frames(self) -> Iterator[Timed]:
-        """BGR frames stamped from pts; arrival = frame time (a camera delivers a frame as it is taken)."""
+        """BGR frames stamped from pts (downscaled to fit :data:`~streams.packets.MAX_FRAME_SIZE`); arrival =
+        frame time (a camera delivers a frame as it is taken)."""
         av, container, stream = self._open_stream("video")
         period = 1.0 / self.video_fps if self.video_fps else 0.0
         last_t: float | None = None
@@ -214,8 +224,7 @@ class MediaFile:
                 if not started:
                     started = True
                     yield self._status(Modality.VIDEO, SourceState.RUNNING, min(0.0, t))
-                image = frame.to_ndarray(format="bgr24")
-                yield t, VideoFrame(t, np.ascontiguousarray(image), index)
+                yield t, VideoFrame(t, np.ascontiguousarray(self._bgr(frame)), index)
                 index += 1
                 last_t = t
         except (av.FFmpegError, OSError, ValueError) as exc:
@@ -230,6 +239,15 @@ class MediaFile:
         yield self._status(Modality.VIDEO, SourceState.ENDED, t_end,
                            self._end_reason(Modality.VIDEO, last_end, error, decoder.skipped))
 
+    @staticmethod
+    def _bgr(frame) -> np.ndarray:
+        """The frame as BGR, scaled by FFmpeg to fit :data:`~streams.packets.MAX_FRAME_SIZE` in the same
+        conversion (so a full-size 8K image is never made in Python)."""
+        width, height = cap_frame_size(frame.width, frame.height)
+        if (width, height) == (frame.width, frame.height):
+            return frame.to_ndarray(format="bgr24")
+        return frame.reformat(width=width, height=height, format="bgr24").to_ndarray()
+
     def timed_audio(self) -> Iterator[Timed]:
         """16 kHz mono float32 chunks; stamped from the first pts and then by sample count (so chunks tile
         exactly), re-anchored on a pts jump larger than 0.1 s; arrival = chunk end."""
@@ -242,13 +260,14 @@ class MediaFile:
         error: Exception | None = None
         started = False
 
-        def chunks(frames) -> Iterator[Timed]:
+        def chunks(frames, base: float) -> Iterator[Timed]:
+            """Chunks of resampled ``frames``, stamped ``base`` + the samples emitted since the last anchor."""
             nonlocal emitted, last_end
             for out in frames:
                 samples = np.ascontiguousarray(out.to_ndarray().reshape(-1), dtype=np.float32)
                 if not len(samples):
                     continue
-                chunk = AudioChunk(base_t + emitted / AUDIO_RATE, samples)
+                chunk = AudioChunk(base + emitted / AUDIO_RATE, samples)
                 emitted += len(samples)
                 last_end = chunk.t_end
                 yield chunk.t_end, chunk
@@ -268,14 +287,14 @@ class MediaFile:
                 elif expect is not None and (abs(t_in - expect) > DISCONTINUITY_S or decoder.skipped != skipped):
                     # a pts jump, or a damaged packet was skipped: restamp from pts so audio stays in sync
                     log.info("%s: audio jumps from %.3f s to %.3f s; re-anchoring", self.path, expect, t_in)
-                    yield from chunks(resampler.resample(None))
+                    yield from chunks(resampler.resample(None), base_t)
                     resampler = av.AudioResampler(format="flt", layout="mono", rate=AUDIO_RATE)
                     base_t, emitted = t_in, 0
                 skipped = decoder.skipped
                 expect = t_in + frame.samples / float(frame.sample_rate or AUDIO_RATE)
-                yield from chunks(resampler.resample(frame))
+                yield from chunks(resampler.resample(frame), base_t)
             if base_t is not None:
-                yield from chunks(resampler.resample(None))
+                yield from chunks(resampler.resample(None), base_t)
         except (av.FFmpegError, OSError, ValueError) as exc:
             error = exc
             log.warning("%s: audio decoding stopped at %.1f s: %s", self.path, last_end or 0.0, exc)
@@ -337,7 +356,7 @@ def write_test_video(path: str | os.PathLike, seconds: float = 3.0, fps: int = 1
                 c.mux(p)
         for p in vs.encode():
             c.mux(p)
-        if as_ is not None:
+        if audio and as_ is not None:  # (as_ exists exactly when audio is set; this tells the type checker)
             total, k = int(round(seconds * audio_rate)), 0
             while k < total:
                 n = min(1024, total - k)

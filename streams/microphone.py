@@ -17,7 +17,8 @@ import logging
 import math
 import threading
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -243,15 +244,16 @@ class _Pump:
 
     def _block(self, pos: int, data: np.ndarray, t_cb: float) -> None:
         n = len(data)
-        if self.anchor is None:
-            self._reanchor(pos, n, t_cb, count=False)
+        anchor = self.anchor
+        if anchor is None:
+            anchor = self._reanchor(pos, n, t_cb, count=False)
         elif pos != self.next_pos:  # blocks were dropped: leave a hole of the right length
             self._flush()
             if self.resampler is not None:
                 self.resampler = self._new_resampler()
-            _, a_pos, a_out = self.anchor
+            _, a_pos, a_out = anchor
             self.out_pos = a_out + int(round((pos - a_pos) * self.ratio))
-        t_anchor, a_pos, _ = self.anchor
+        t_anchor, a_pos, _ = anchor
         lag = t_cb - (t_anchor + (pos + n - a_pos) / self.st.rate)
         self.lags.append((t_cb, lag))
         while self.lags and self.lags[0][0] < t_cb - _DRIFT_WINDOW_S:
@@ -267,13 +269,15 @@ class _Pump:
         self._append(mono)
         self.src.counters.measured_rate = self.meter.update(t_cb, n * self.ratio)
 
-    def _reanchor(self, pos: int, n: int, t_cb: float, count: bool) -> None:
-        self.anchor = (t_cb - n / self.st.rate, pos, self.out_pos)
+    def _reanchor(self, pos: int, n: int, t_cb: float, count: bool) -> tuple[float, int, int]:
+        """Anchor the stream clock at this block; returns the new anchor (also kept in ``self.anchor``)."""
+        anchor = self.anchor = (t_cb - n / self.st.rate, pos, self.out_pos)
         self.lags.clear()
         if count:
             self.src.counters.extra["reanchors"] = self.src.counters.extra.get("reanchors", 0) + 1
             log.info("%s: stream clock drifted more than %.1f s from the session clock; re-anchored",
                      self.src.name, REANCHOR_S)
+        return anchor
 
     def _append(self, samples: np.ndarray) -> None:
         if len(samples):

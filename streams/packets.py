@@ -6,8 +6,9 @@ devices can be aligned without knowing where they came from.
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import cast
 
 import numpy as np
 
@@ -24,6 +25,34 @@ MODALITIES: tuple[Modality, ...] = (Modality.VIDEO, Modality.AUDIO, Modality.TEX
 
 AUDIO_RATE = 16_000
 """Every audio packet inside the app is 16 kHz mono float32; sources resample before they emit."""
+
+
+MAX_FRAME_SIZE: tuple[int, int] = (1920, 1080)
+"""The largest frame (width, height) inside the app. Files, recorded sessions and cameras deliver larger frames
+downscaled at decode (aspect kept), so memory is bounded by this size whatever the input: an 8K file would
+otherwise hold ~100 MB per buffered frame. Perception works on faces far smaller than 1080p."""
+
+
+def cap_frame_size(width: int, height: int, cap: tuple[int, int] = MAX_FRAME_SIZE) -> tuple[int, int]:
+    """``(width, height)`` scaled down (aspect kept, even sizes for video scalers) to fit inside ``cap``
+    (either orientation: a portrait 1080x1920 frame is as large as a landscape one); unchanged when it fits."""
+    long_cap, short_cap = max(cap), min(cap)
+    long_side, short_side = max(width, height), min(width, height)
+    if long_side <= long_cap and short_side <= short_cap:
+        return width, height
+    scale = min(long_cap / long_side, short_cap / short_side)
+    return max(2, int(width * scale) // 2 * 2), max(2, int(height * scale) // 2 * 2)
+
+
+def cap_image(image: np.ndarray, cap: tuple[int, int] = MAX_FRAME_SIZE) -> np.ndarray:
+    """``image`` (HxWxC) downscaled with area averaging to fit ``cap``; the same array when it already fits."""
+    h, w = image.shape[:2]
+    size = cap_frame_size(w, h, cap)
+    if size == (w, h):
+        return image
+    import cv2  # lazy: packets are used where OpenCV is not needed
+
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
 
 
 class FrameDecodeError(ValueError):
@@ -51,6 +80,13 @@ class VideoFrame:
     """
 
     __slots__ = ("t", "index", "_image", "_make", "_what")
+    # Declarations for type checkers only: bare annotations create no class attributes, so the slots stay the
+    # storage and attribute access costs the same.
+    t: float
+    index: int
+    _image: np.ndarray | None
+    _make: Callable[[], np.ndarray | None] | None
+    _what: str
 
     def __init__(self, t: float, image: np.ndarray, index: int) -> None:
         object.__setattr__(self, "t", t)
@@ -74,8 +110,8 @@ class VideoFrame:
         image = self._image
         if image is None:
             make = self._make
-            if make is None:  # another thread finished it between the two reads
-                return self._image
+            if make is None:  # another thread finished it between the two reads (it sets _image before _make)
+                return cast(np.ndarray, self._image)
             what = self._what or f"frame {self.index} at {self.t:.3f} s"
             try:
                 image = make()
@@ -191,7 +227,7 @@ class SourceStatus:
         }
 
     @classmethod
-    def from_json(cls, d: dict) -> "SourceStatus":
+    def from_json(cls, d: dict) -> SourceStatus:
         mod = d.get("modality")
         return cls(
             state=SourceState(d["state"]),

@@ -9,6 +9,7 @@ once a second, on the writer thread, which bounds what a power cut can lose. The
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import json
 import logging
@@ -25,8 +26,22 @@ import numpy as np
 
 from .clock import Clock
 from .packets import AUDIO_RATE, AudioChunk, SourceStatus, TextSegment, VideoFrame
-from .session import (AUDIO, AUDIO_INDEX, EVENTS, FORMAT_NAME, FORMAT_VERSION, META, PCM_SCALE, TRANSCRIPT, VIDEO,
-                      VIDEO_INDEX, WINDOWS, wav_header, write_json_atomic)
+from .session_files import (
+    AUDIO,
+    AUDIO_INDEX,
+    DATA_FILES,
+    EVENTS,
+    FORMAT_NAME,
+    FORMAT_VERSION,
+    META,
+    PCM_SCALE,
+    TRANSCRIPT,
+    VIDEO,
+    VIDEO_INDEX,
+    WINDOWS,
+    wav_header,
+    write_json_atomic,
+)
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +50,7 @@ _KINDS = ("video", "audio", "text", "status", "window")
 
 
 def _iso(unix: float) -> str:
-    return _dt.datetime.fromtimestamp(unix, _dt.timezone.utc).astimezone().isoformat(timespec="milliseconds")
+    return _dt.datetime.fromtimestamp(unix, _dt.UTC).astimezone().isoformat(timespec="milliseconds")
 
 
 def package_versions() -> dict[str, str]:
@@ -58,15 +73,21 @@ def package_versions() -> dict[str, str]:
 
 
 class RecorderError(OSError):
-    """Raised only by :meth:`SessionRecorder.start` (the folder cannot be created or already holds a session);
-    errors while recording are reported through :attr:`SessionRecorder.error`, never raised into capture."""
+    """Raised only by :meth:`SessionRecorder.start` (the folder cannot be created, already holds session files,
+    or holds other files without ``force``); errors while recording are reported through
+    :attr:`SessionRecorder.error`, never raised into capture."""
+
+
+SESSION_FILES = frozenset((META, META + ".tmp", WINDOWS, *DATA_FILES))
+"""Names a recorder writes: a folder holding any of them is refused whatever ``force`` says (never overwritten)."""
 
 
 class SessionRecorder:
     """Sink that writes every packet it receives to a session folder.
 
     Args:
-        out_dir: folder to create (it may exist but must not already hold a session).
+        out_dir: folder to create. It may exist, but never holding any session file (:data:`SESSION_FILES`: not
+            even ``video.mjpeg`` without ``meta.json``), and only empty unless ``force``.
         meta: caller's description, merged into ``meta.json`` (sources, devices, window config, ``video_fps``).
         queue_size: most data packets waiting for the writer; beyond it packets are dropped and counted.
         max_queue_bytes: the same bound in bytes of raw frames/samples (keeps memory flat with large frames).
@@ -78,8 +99,9 @@ class SessionRecorder:
 
     def __init__(self, out_dir: str | os.PathLike, meta: dict | None = None, queue_size: int = 256,
                  max_queue_bytes: int = 128 * 2**20, clock: Clock | None = None, jpeg_quality: int = 85,
-                 sync_every_s: float = 1.0) -> None:
+                 sync_every_s: float = 1.0, force: bool = False) -> None:
         self.path = Path(out_dir)
+        self.force = force
         self.user_meta = dict(meta or {})
         self.queue_size = queue_size
         self.max_queue_bytes = max_queue_bytes
@@ -110,19 +132,22 @@ class SessionRecorder:
         self._closed = False
 
     # -- lifecycle --------------------------------------------------------------------------------------------
-    def start(self) -> "SessionRecorder":
+    def start(self) -> SessionRecorder:
         """Create the folder and files, write ``meta.json`` (``complete: false``) and start the writer thread."""
         try:
             self.path.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise RecorderError(f"cannot create session folder {self.path}: {exc}") from exc
-        if (self.path / META).exists():
-            raise RecorderError(f"{self.path} already holds a session ({META} exists): choose another --out folder")
-        try:
+        self._check_folder()
+        try:  # "x": created here, never an existing file truncated (another recorder racing us included)
             for name in (VIDEO, VIDEO_INDEX, AUDIO_INDEX, TRANSCRIPT, EVENTS, WINDOWS):
-                self._files[name] = open(self.path / name, "wb", buffering=0)
-            self._files[AUDIO] = open(self.path / AUDIO, "wb", buffering=0)
+                self._files[name] = open(self.path / name, "xb", buffering=0)
+            self._files[AUDIO] = open(self.path / AUDIO, "xb", buffering=0)
             self._files[AUDIO].write(wav_header(0))
+        except FileExistsError as exc:
+            self._close_files()
+            raise RecorderError(f"{self.path} already holds {Path(exc.filename).name}: choose another --out "
+                                "folder (nothing was overwritten)") from exc
         except OSError as exc:
             self._close_files()
             raise RecorderError(f"cannot create session files in {self.path}: {exc}") from exc
@@ -149,6 +174,24 @@ class SessionRecorder:
         self._event("start", path=self.path.name)  # the folder name only: sessions move, absolute paths leak
         log.info("recording session to %s", self.path)
         return self
+
+    def _check_folder(self) -> None:
+        """Refuse a folder holding session files (always) or anything else (unless ``force``, with a warning)."""
+        try:
+            entries = sorted(p.name for p in self.path.iterdir())
+        except OSError as exc:
+            raise RecorderError(f"cannot read session folder {self.path}: {exc}") from exc
+        ours = [n for n in entries if n in SESSION_FILES]
+        if ours:
+            raise RecorderError(f"{self.path} already holds session files ({', '.join(ours)}): choose another "
+                                "--out folder (nothing was overwritten)")
+        if entries and not self.force:
+            shown = ", ".join(entries[:3]) + (", ..." if len(entries) > 3 else "")
+            raise RecorderError(f"{self.path} is not empty ({len(entries)} entries: {shown}): choose a new or "
+                                "empty --out folder, or add --force to record beside those files")
+        if entries:
+            log.warning("recording into %s, which already holds %d other entries (--force); they are left as "
+                        "they are", self.path, len(entries))
 
     def close(self, end_t: float | None = None, timeout: float = 30.0) -> dict:
         """Drain the queue, patch the WAV header, fsync and mark ``meta.json`` complete. Returns the final meta.
@@ -187,7 +230,7 @@ class SessionRecorder:
                  {k: v for k, v in self.dropped.items() if v} or "none")
         return self._meta
 
-    def __enter__(self) -> "SessionRecorder":
+    def __enter__(self) -> SessionRecorder:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -371,10 +414,8 @@ class SessionRecorder:
 
     def _close_files(self) -> None:
         for f in self._files.values():
-            try:
+            with contextlib.suppress(OSError):
                 f.close()
-            except OSError:
-                pass
         self._files.clear()
 
     def _now(self) -> float:

@@ -4,8 +4,8 @@ Packets of all modalities are merged by *arrival* time (when the live buffer rec
 at its time, audio and text once complete) onto a :class:`~streams.clock.SimulatedClock`. Windows are cut as
 the live loop cuts them (once the streams have delivered past ``t1``, or when simulated time passes
 ``t1 + grace``), so a replayed session yields the same windows the recording process saw: same grid, same
-presence, same reasons (modalities that had no source keep the reason recorded live). ``speed=None`` runs as fast as possible and is deterministic; ``speed=1.0`` paces against
-the wall clock for demos.
+presence, same reasons (modalities that had no source keep the reason recorded live). ``speed=None`` runs as
+fast as possible and is deterministic; ``speed=1.0`` paces against the wall clock for demos.
 """
 from __future__ import annotations
 
@@ -14,15 +14,15 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
-from typing import Callable, Iterator
 
 from .buffer import TimeAlignedBuffer, WindowConfig, Windower
 from .clock import SimulatedClock
-from .files import MediaFile
+from .files import MediaFile, MediaFileError
 from .packets import Modality, SourceStatus
-from .session import SessionReader, Timed
+from .session import SessionError, SessionReader, Timed
 from .source import Sink
 from .windows import Window
 
@@ -93,11 +93,22 @@ class Replay:
     def window_config(self, window_s: float | None = None, hop_s: float | None = None) -> WindowConfig:
         """The live session's window configuration (recorded in ``meta.json``), or defaults with the file's fps;
         ``window_s``/``hop_s`` override it."""
-        recorded = self.meta.get("window_config") if self.kind == "session" else None
-        cfg = WindowConfig(**recorded) if recorded else WindowConfig(video_fps=self.video_fps)
+        recorded = self.source.window_config() if isinstance(self.source, SessionReader) else None
+        cfg = recorded or WindowConfig(video_fps=self.video_fps)
         if window_s is not None or hop_s is not None:
             cfg = replace(cfg, window_s=window_s or cfg.window_s, hop_s=hop_s or cfg.hop_s)
         return cfg
+
+    @property
+    def failure(self) -> str | None:
+        """One line naming the file when the threaded replay stopped on an error, None otherwise."""
+        exc = self.error
+        if exc is None:
+            return None
+        text = " ".join(str(exc).split()) or type(exc).__name__
+        if isinstance(exc, (SessionError, MediaFileError)):
+            return text  # these name the folder or file already
+        return f"replay of {self.path} failed: {type(exc).__name__}: {text}"
 
     def packets(self) -> Iterator[Timed]:
         """Every ``(arrival, packet)`` of every modality (statuses included), merged in arrival order."""
@@ -176,11 +187,14 @@ class Replay:
 
     # -- threaded -------------------------------------------------------------------------------------------
     def start(self, sink: Sink | None = None, config: WindowConfig | None = None,
-              on_window: Callable[[Window], None] | None = None) -> None:
+              on_window: Callable[[Window], None] | None = None,
+              on_done: Callable[[BaseException | None], None] | None = None) -> None:
         """Replay in a background thread, feeding ``sink`` (e.g. the live engine's buffer) on the simulated clock.
 
         With ``on_window``, the thread also cuts windows itself and hands each one over: the deterministic way to
-        drive a consumer at ``speed=None``, where polling :attr:`clock` could fall behind.
+        drive a consumer at ``speed=None``, where polling :attr:`clock` could fall behind. ``on_done(error)`` is
+        called from the thread when it ends (``error`` None after the last packet or a stop): a failure never
+        passes unnoticed as a short replay.
         """
         if self._thread is not None and self._thread.is_alive():
             raise RuntimeError("replay already running")
@@ -208,16 +222,31 @@ class Replay:
                         pass
             except Exception as exc:  # noqa: BLE001 - reported through .error, the app decides what to show
                 self.error = exc
-                log.exception("replay of %s failed", self.path)
+                log.debug("replay of %s failed", self.path, exc_info=True)
+                log.info("%s", self.failure)  # reported through .error/.failure by the caller
+            if on_done is not None:
+                try:
+                    on_done(self.error)
+                except Exception:  # noqa: BLE001
+                    log.exception("replay completion callback failed")
 
         self._thread = threading.Thread(target=run, name=f"replay:{self.path.name}", daemon=True)
         self._thread.start()
 
     def stop(self, timeout: float = 5.0) -> None:
         """Stop a threaded replay promptly (wakes a paced sleep)."""
+        self.cancel()
+        self.join(timeout)
+
+    @property
+    def cancelled(self) -> bool:
+        """Whether :meth:`stop` or :meth:`cancel` asked this replay to stop."""
+        return self._stop.is_set()
+
+    def cancel(self) -> None:
+        """Ask a threaded replay to stop at its next packet, without waiting (safe from a consumer thread)."""
         self._stop.set()
         self.clock.interrupt()
-        self.join(timeout)
 
     def join(self, timeout: float | None = None) -> bool:
         """Wait for a threaded replay; True when it has finished."""

@@ -14,32 +14,54 @@ import functools
 import json
 import logging
 import os
-import struct
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
-from .packets import AUDIO_RATE, AudioChunk, Modality, SourceStatus, TextSegment, VideoFrame
+from .packets import (
+    AUDIO_RATE,
+    AudioChunk,
+    Modality,
+    SourceState,
+    SourceStatus,
+    TextSegment,
+    VideoFrame,
+    cap_frame_size,
+    cap_image,
+)
+
+# re-exported: readers of sessions import these from here
+from .session_files import (  # noqa: F401
+    AUDIO,
+    AUDIO_INDEX,
+    DATA_FILES,
+    EVENTS,
+    FORMAT_NAME,
+    FORMAT_VERSION,
+    META,
+    META_SCHEMA,
+    PCM_SCALE,
+    TRANSCRIPT,
+    VIDEO,
+    VIDEO_INDEX,
+    WAV_HEADER_BYTES,
+    WINDOW_CONFIG_KEYS,
+    WINDOWS,
+    SessionError,
+    WavInfo,
+    is_session_dir,
+    json_type,
+    read_jsonl,
+    read_wav_info,
+    validate_meta,
+    wav_header,
+    window_config_from_meta,
+    write_json_atomic,
+)
 
 log = logging.getLogger(__name__)
-
-FORMAT_NAME = "umq-session"
-FORMAT_VERSION = 1
-
-META = "meta.json"
-VIDEO = "video.mjpeg"
-VIDEO_INDEX = "video_frames.jsonl"
-AUDIO = "audio.wav"
-AUDIO_INDEX = "audio_chunks.jsonl"
-TRANSCRIPT = "transcript.jsonl"
-EVENTS = "events.jsonl"
-WINDOWS = "windows.jsonl"
-DATA_FILES = (VIDEO, VIDEO_INDEX, AUDIO, AUDIO_INDEX, TRANSCRIPT, EVENTS)
-
-WAV_HEADER_BYTES = 44
-PCM_SCALE = 32767.0
 
 Timed = tuple[float, Any]
 """``(arrival_time, packet)``: what replay merges."""
@@ -48,112 +70,53 @@ _JPEG_START = b"\xff\xd8"
 
 
 def _decode_jpeg(data: bytes) -> np.ndarray | None:
+    """Decode one stored JPEG, downscaled to fit :data:`~streams.packets.MAX_FRAME_SIZE` (libjpeg's reduced
+    decoding first, so an 8K frame never exists at full size)."""
     import cv2  # lazy: reading statuses or audio must not need OpenCV
 
-    return cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    buf = np.frombuffer(data, np.uint8)
+    flag = cv2.IMREAD_COLOR
+    size = _jpeg_size(data)
+    if size is not None:
+        target = cap_frame_size(*size)
+        for factor, reduced in ((8, cv2.IMREAD_REDUCED_COLOR_8), (4, cv2.IMREAD_REDUCED_COLOR_4),
+                                (2, cv2.IMREAD_REDUCED_COLOR_2)):
+            if size[0] // factor >= target[0] and size[1] // factor >= target[1]:
+                flag = reduced  # the largest reduction that still leaves at least the capped size
+                break
+    image = cv2.imdecode(buf, flag)
+    return None if image is None else cap_image(image)
 
 
-class SessionError(ValueError):
-    """A folder that is not a readable session; the message names the folder and what is wrong."""
+def _jpeg_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) from a JPEG's SOF marker, or None when the header cannot be walked."""
+    i = 2
+    while i + 9 < len(data) and data[i] == 0xFF:
+        marker, length = data[i + 1], int.from_bytes(data[i + 2:i + 4], "big")
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            return int.from_bytes(data[i + 7:i + 9], "big"), int.from_bytes(data[i + 5:i + 7], "big")
+        i += 2 + length
+    return None
 
 
-# -- WAV header --------------------------------------------------------------------------------------------
-def wav_header(n_samples: int, rate: int = AUDIO_RATE, channels: int = 1, bits: int = 16) -> bytes:
-    """A canonical 44-byte PCM WAV header for ``n_samples`` frames (sizes patched in place as the file grows)."""
-    block = channels * bits // 8
-    data = n_samples * block
-    return struct.pack("<4sI4s4sIHHIIHH4sI", b"RIFF", 36 + data, b"WAVE", b"fmt ", 16, 1, channels, rate,
-                       rate * block, block, bits, b"data", data)
+def _ta(row: dict, default: float) -> float:
+    """A row's arrival time, or ``default`` for files written without arrival times."""
+    ta = row.get("ta")
+    return float(default if ta is None else ta)
 
 
-@dataclass(frozen=True)
-class WavInfo:
-    rate: int
-    channels: int
-    bits: int
-    data_offset: int
-    n_samples: int
-    header_ok: bool  # False when the header's sizes disagree with the file size (crashed writer)
-
-
-def read_wav_info(path: Path) -> WavInfo:
-    """Parse a PCM WAV header, trusting the *file size* over the header's sizes when they disagree."""
-    size = path.stat().st_size
-    with open(path, "rb") as f:
-        head = f.read(12)
-        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
-            raise SessionError(f"{path} is not a WAV file (no RIFF/WAVE header)")
-        fmt = None
-        pos = 12
-        while True:
-            f.seek(pos)
-            chunk = f.read(8)
-            if len(chunk) < 8:
-                raise SessionError(f"{path}: WAV file has no data chunk")
-            cid, csize = struct.unpack("<4sI", chunk)
-            if cid == b"fmt ":
-                fmt = struct.unpack("<HHIIHH", f.read(16))
-            elif cid == b"data":
-                if fmt is None:
-                    raise SessionError(f"{path}: WAV data chunk before its fmt chunk")
-                fmt_tag, channels, rate, _, block, bits = fmt
-                if fmt_tag != 1 or bits != 16:
-                    raise SessionError(f"{path}: expected 16-bit PCM, got format {fmt_tag} with {bits} bits")
-                data_offset = pos + 8
-                available = (size - data_offset) // block
-                declared = csize // block
-                ok = declared == available
-                return WavInfo(rate, channels, bits, data_offset, available if not ok else declared, ok)
-            pos += 8 + csize + (csize & 1)
-
-
-# -- tolerant JSON lines -----------------------------------------------------------------------------------
-def read_jsonl(path: Path) -> list[dict]:
-    """Complete JSON lines of ``path``; a trailing line without newline (a write cut by a crash) and lines that
-    do not parse are skipped with a warning, never raised: a damaged tail must not hide the rest."""
+def _file_problem(path: Path) -> str:
+    """"" when ``path`` can be opened for reading, else why not (naming the file by its name)."""
     try:
-        raw = path.read_bytes()
+        with open(path, "rb"):
+            return ""
     except FileNotFoundError:
-        return []
-    lines = raw.split(b"\n")
-    tail = lines.pop()  # b"" when the file ends with a newline
-    if tail.strip():
-        log.warning("%s: ignoring a partial last line (%d bytes): the writer was interrupted", path, len(tail))
-    out = []
-    bad = 0
-    for line in lines:
-        if not line.strip():
-            continue
-        try:
-            out.append(json.loads(line))
-        except ValueError:
-            bad += 1
-    if bad:
-        log.warning("%s: skipped %d damaged lines", path, bad)
-    return out
+        return f"{path.name} missing"
+    except OSError as exc:
+        return f"{path.name} unreadable: {exc.strerror or exc}"
 
 
-def write_json_atomic(path: Path, data: dict) -> None:
-    """Write ``data`` so a reader sees either the old or the new file, never half of one (temp + fsync + rename)."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(data, f, indent=2, sort_keys=True)
-        f.write("\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    try:
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    except OSError:  # some filesystems refuse fsync on a directory; the rename is still atomic
-        pass
-
-
-def is_session_dir(path: str | os.PathLike) -> bool:
-    return Path(path).is_dir() and (Path(path) / META).is_file()
+_FRAME_KEYS = ("t", "index", "offset", "size")
 
 
 # -- reader ------------------------------------------------------------------------------------------------
@@ -178,16 +141,12 @@ class SessionReader:
         if not meta_path.is_file():
             raise SessionError(f"not a session folder: {self.path} ({META} missing)")
         try:
-            self.meta: dict = json.loads(meta_path.read_text(encoding="utf-8"))
+            meta = json.loads(meta_path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
             raise SessionError(f"session folder {self.path}: {META} is unreadable ({exc})") from exc
-        if self.meta.get("format") != FORMAT_NAME:
-            raise SessionError(f"not a session folder: {self.path} ({META} has format "
-                               f"{self.meta.get('format')!r}, expected {FORMAT_NAME!r})")
-        version = int(self.meta.get("format_version", 0))
-        if version > FORMAT_VERSION:
-            raise SessionError(f"session folder {self.path} uses format version {version}; this app reads up to "
-                               f"{FORMAT_VERSION}: update the app")
+        self.meta: dict = validate_meta(meta, self.path)
+        self._window_config = window_config_from_meta(self.meta.get("window_config"), self.path)
+        self._problems: dict[Modality, str] | None = None
         if not self.complete:
             log.info("session %s was not closed cleanly (crash or kill): reading what was written", self.path)
         if self.meta.get("error"):
@@ -209,16 +168,50 @@ class SessionReader:
         fps = self.meta.get("video_fps")
         return float(fps) if fps else None
 
+    def window_config(self):
+        """The live window configuration recorded in ``meta.json`` (a ``WindowConfig``), or None."""
+        return self._window_config
+
+    def problems(self) -> dict[Modality, str]:
+        """Modalities whose data file is missing or unreadable although its index lists data, with the reason
+        ("audio.wav unreadable: not a WAV file (no RIFF/WAVE header)"). Replay plays the other modalities and
+        marks these missing with the reason, instead of failing the whole session."""
+        if self._problems is None:
+            self._problems = {}
+            if self._size(VIDEO_INDEX) > 0:
+                why = _file_problem(self.path / VIDEO)
+                if why:
+                    self._problems[Modality.VIDEO] = why
+            if self._size(AUDIO_INDEX) > 0:
+                why = _file_problem(self.path / AUDIO)
+                if not why:
+                    try:
+                        info = read_wav_info(self.path / AUDIO)
+                        if info.rate != AUDIO_RATE or info.channels != 1:
+                            why = f"expected {AUDIO_RATE} Hz mono, got {info.rate} Hz x{info.channels}"
+                    except SessionError as exc:
+                        why = str(exc).removeprefix(f"{self.path / AUDIO}: ")
+                    why = why and f"{AUDIO} unreadable: {why}"
+                if why:
+                    self._problems[Modality.AUDIO] = why
+            for m, why in self._problems.items():
+                log.warning("session %s: %s; replaying without %s", self.path, why, m.value)
+        return dict(self._problems)
+
     def sources(self) -> dict[Modality, dict]:
         """Per modality: ``{"present": bool, "reason": str, ...}`` as recorded; inferred from the data when the
-        meta has no ``sources`` entry (sessions written by other tools)."""
+        meta has no ``sources`` entry (sessions written by other tools); not present, with the reason, when the
+        modality's data file cannot be read (:meth:`problems`)."""
         recorded = self.meta.get("sources") or {}
+        problems = self.problems()
         out: dict[Modality, dict] = {}
         seen = {s.modality for _, s in self.timed_statuses() if s.modality}
         has_data = {Modality.VIDEO: self._size(VIDEO_INDEX) > 0, Modality.AUDIO: self._size(AUDIO_INDEX) > 0,
                     Modality.TEXT: self._size(TRANSCRIPT) > 0}
         for m in Modality:
-            if m.value in recorded:
+            if m in problems:
+                out[m] = {**recorded.get(m.value, {}), "present": False, "reason": problems[m]}
+            elif m.value in recorded:
                 out[m] = dict(recorded[m.value])
             else:
                 out[m] = {"present": m in seen or has_data[m], "reason": ""}
@@ -226,12 +219,13 @@ class SessionReader:
 
     def absent_reasons(self) -> dict[Modality, str]:
         """The reasons live capture gave for modalities that had no source (fed to the replay windower)."""
-        return {m: s["reason"] for m, s in self.sources().items() if not s.get("present") and s.get("reason")}
+        return {m: str(s["reason"]) for m, s in self.sources().items()
+                if not s.get("present") and s.get("reason")}
 
     def _size(self, name: str) -> int:
         try:
             return (self.path / name).stat().st_size
-        except FileNotFoundError:
+        except OSError:
             return 0
 
     # -- timed iterators (arrival time, packet) --------------------------------------------------------------
@@ -240,48 +234,54 @@ class SessionReader:
 
         Each frame is read here but decoded only when its image is first used (:meth:`VideoFrame.deferred`):
         perception samples a few frames per window, so replay does not pay for decoding the rest. A frame whose
-        JPEG is damaged past its header raises :class:`~streams.packets.FrameDecodeError` at that point."""
-        index = read_jsonl(self.path / VIDEO_INDEX)
+        JPEG is damaged past its header raises :class:`~streams.packets.FrameDecodeError` at that point. Frames
+        larger than :data:`~streams.packets.MAX_FRAME_SIZE` are downscaled as they are decoded."""
+        if Modality.VIDEO in self.problems():
+            return
+        index = read_jsonl(self.path / VIDEO_INDEX, _FRAME_KEYS, ("ta",))
         if not index:
             return
         video_path = self.path / VIDEO
         size = self._size(VIDEO)
-        index.sort(key=lambda e: float(e.get("ta", e["t"])))
+        index.sort(key=lambda e: _ta(e, e["t"]))
         with open(video_path, "rb") as f:
             for e in index:
                 off, n = int(e["offset"]), int(e["size"])
-                if off + n > size:
-                    log.warning("%s: frame %s is cut off at the end of the file; stopping there", video_path,
-                                e.get("index"))
+                if off < 0 or n <= 0 or off + n > size:
+                    log.warning("%s: frame %s (bytes %d..%d) is not inside the file (%d bytes); skipped",
+                                video_path, e.get("index"), off, off + n, size)
                     continue
                 f.seek(off)
                 data = f.read(n)
                 if not data.startswith(_JPEG_START):
                     log.warning("%s: frame %s at byte %d is not a JPEG; skipped", video_path, e.get("index"), off)
                     continue
-                yield float(e.get("ta", e["t"])), VideoFrame.deferred(
+                yield _ta(e, e["t"]), VideoFrame.deferred(
                     float(e["t"]), int(e["index"]), functools.partial(_decode_jpeg, data),
                     f"{video_path}: frame {e.get('index')} at byte {off}")
 
     def frame_at(self, t: float) -> VideoFrame | None:
         """The newest frame captured at or before session time ``t`` (for scrubbing), or None before the first."""
-        index = [e for e in read_jsonl(self.path / VIDEO_INDEX) if float(e["t"]) <= t]
+        if Modality.VIDEO in self.problems():
+            return None
+        index = [e for e in read_jsonl(self.path / VIDEO_INDEX, _FRAME_KEYS, ("ta",)) if float(e["t"]) <= t]
         if not index:
             return None
         e = max(index, key=lambda e: float(e["t"]))
         off, n = int(e["offset"]), int(e["size"])
-        if off + n > self._size(VIDEO):
+        if off < 0 or n <= 0 or off + n > self._size(VIDEO):
             return None
-        import cv2
-
         with open(self.path / VIDEO, "rb") as f:
             f.seek(off)
-            img = cv2.imdecode(np.frombuffer(f.read(n), np.uint8), cv2.IMREAD_COLOR)
+            img = _decode_jpeg(f.read(n))
         return None if img is None else VideoFrame(float(e["t"]), img, int(e["index"]))
 
     def timed_audio(self) -> Iterator[Timed]:
-        """Audio chunks as they were captured (one per sidecar line, so gaps between them reappear)."""
-        index = read_jsonl(self.path / AUDIO_INDEX)
+        """Audio chunks as they were captured (one per sidecar line, so gaps between them reappear); nothing
+        when ``audio.wav`` is missing or unreadable (:meth:`problems` says why)."""
+        if Modality.AUDIO in self.problems():
+            return
+        index = read_jsonl(self.path / AUDIO_INDEX, ("t", "offset", "n"), ("ta",))
         if not index:
             return
         wav_path = self.path / AUDIO
@@ -289,13 +289,11 @@ class SessionReader:
         if not info.header_ok:
             log.info("%s: header sizes disagree with the file size (not closed cleanly); using the file size",
                      wav_path)
-        if info.rate != AUDIO_RATE or info.channels != 1:
-            raise SessionError(f"{wav_path}: expected {AUDIO_RATE} Hz mono, got {info.rate} Hz x{info.channels}")
-        index.sort(key=lambda e: float(e.get("ta", e["t"] + e["n"] / AUDIO_RATE)))
+        index.sort(key=lambda e: _ta(e, e["t"] + e["n"] / AUDIO_RATE))
         with open(wav_path, "rb") as f:
             for e in index:
                 off, n = int(e["offset"]), int(e["n"])
-                if n <= 0:
+                if n <= 0 or off < 0:
                     continue
                 if off + n > info.n_samples:
                     log.warning("%s: chunk at sample %d is cut off at the end of the file; skipped", wav_path, off)
@@ -304,28 +302,39 @@ class SessionReader:
                 pcm = np.frombuffer(f.read(2 * n), "<i2")
                 samples = (pcm.astype(np.float32) / PCM_SCALE).astype(np.float32)
                 t = float(e["t"])
-                yield float(e.get("ta", t + n / AUDIO_RATE)), AudioChunk(t, samples)
+                yield _ta(e, t + n / AUDIO_RATE), AudioChunk(t, samples)
 
     def timed_text(self) -> Iterator[Timed]:
-        rows = read_jsonl(self.path / TRANSCRIPT)
-        rows.sort(key=lambda r: float(r.get("ta", r["t1"])))
+        rows = read_jsonl(self.path / TRANSCRIPT, ("t0", "t1"), ("ta", "confidence"))
+        rows.sort(key=lambda r: _ta(r, r["t1"]))
         for r in rows:
             conf = r.get("confidence")
-            seg = TextSegment(float(r["t0"]), float(r["t1"]), str(r.get("text", "")),
-                              str(r.get("source", "transcript")),
-                              None if conf is None else float(conf))
-            yield float(r.get("ta", seg.t1)), seg
+            try:
+                seg = TextSegment(float(r["t0"]), float(r["t1"]), str(r.get("text", "")),
+                                  str(r.get("source", "transcript")), None if conf is None else float(conf))
+            except (TypeError, ValueError) as exc:
+                log.warning("%s: skipping a transcript line (%s)", self.path / TRANSCRIPT, exc)
+                continue
+            yield _ta(r, seg.t1), seg
 
     def timed_statuses(self) -> Iterator[Timed]:
-        rows = [r for r in read_jsonl(self.path / EVENTS) if r.get("kind", "status") == "status" and "state" in r]
-        rows.sort(key=lambda r: float(r.get("ta", r.get("t", 0.0))))
+        """Recorded statuses in arrival order. For a modality whose data file is unreadable (:meth:`problems`)
+        the recorded statuses are replaced by one ``unavailable`` status at 0 s carrying the reason."""
+        problems = self.problems()  # reads only file headers: no recursion through sources()
+        for m, why in problems.items():
+            yield 0.0, SourceStatus(SourceState.UNAVAILABLE, why, 0.0, m, f"session:{self.path.name}")
+        rows = [r for r in read_jsonl(self.path / EVENTS, (), ("ta", "t"))
+                if r.get("kind", "status") == "status" and "state" in r]
+        rows.sort(key=lambda r: _ta(r, r.get("t") or 0.0))
         for r in rows:
             try:
                 st = SourceStatus.from_json(r)
-            except (KeyError, ValueError) as exc:
+            except (KeyError, ValueError, TypeError) as exc:
                 log.warning("%s: skipping a status line that does not parse (%s)", self.path / EVENTS, exc)
                 continue
-            yield float(r.get("ta", st.t)), st
+            if st.modality in problems:
+                continue
+            yield _ta(r, st.t), st
 
     # -- plain iterators --------------------------------------------------------------------------------------
     def frames(self) -> Iterator[VideoFrame]:
@@ -352,11 +361,11 @@ class SessionReader:
         """Latest arrival time over all streams (from the sidecars only: nothing is decoded)."""
         last = 0.0
         for name, key in ((VIDEO_INDEX, "t"), (AUDIO_INDEX, None), (TRANSCRIPT, "t1"), (EVENTS, "t")):
-            for r in read_jsonl(self.path / name):
+            for r in read_jsonl(self.path / name, (), ("ta", "t", "t1", "n")):
                 if "ta" in r:
                     last = max(last, float(r["ta"]))
-                elif key is None and "t" in r:
-                    last = max(last, float(r["t"]) + int(r.get("n", 0)) / AUDIO_RATE)
+                elif key is None and r.get("t") is not None:
+                    last = max(last, float(r["t"]) + int(r.get("n") or 0) / AUDIO_RATE)
                 elif key and r.get(key) is not None:
                     last = max(last, float(r[key]))
         return last

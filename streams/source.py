@@ -9,14 +9,14 @@ from __future__ import annotations
 import abc
 import logging
 import threading
-from typing import Callable, Union
+from collections.abc import Callable
 
 from .clock import Clock
 from .packets import AudioChunk, Modality, SourceCounters, SourceState, SourceStatus, TextSegment, VideoFrame
 
 log = logging.getLogger(__name__)
 
-Packet = Union[VideoFrame, AudioChunk, TextSegment, SourceStatus]
+Packet = VideoFrame | AudioChunk | TextSegment | SourceStatus
 Sink = Callable[[Packet], None]
 
 
@@ -115,7 +115,8 @@ class ThreadedSource(Source):
 
     def _start(self) -> None:
         self._stopping.clear()
-        self._thread = threading.Thread(target=self._guarded_run, name=f"{self.modality.value}:{self.name}", daemon=True)
+        self._thread = threading.Thread(target=self._guarded_run, name=f"{self.modality.value}:{self.name}",
+                                        daemon=True)
         self._thread.start()
 
     def _stop(self) -> None:

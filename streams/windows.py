@@ -7,6 +7,7 @@ person can read: missing input is a normal, reported event, not an error.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -118,7 +119,9 @@ class Window:
     meta: dict = field(default_factory=dict)
 
     def health(self, modality: Modality) -> ModalityHealth:
-        return {Modality.VIDEO: self.video, Modality.AUDIO: self.audio, Modality.TEXT: self.text}[modality].health
+        parts: dict[Modality, VideoSlice | AudioSlice | TextSlice] = {
+            Modality.VIDEO: self.video, Modality.AUDIO: self.audio, Modality.TEXT: self.text}
+        return parts[modality].health
 
     @property
     def healths(self) -> dict[Modality, ModalityHealth]:
@@ -126,7 +129,7 @@ class Window:
 
     def to_json(self) -> dict:
         """Summary without raw data: what headless replay writes and what recorded sessions keep."""
-        out = {"index": self.index, "t0": round(self.t0, 4), "t1": round(self.t1, 4)}
+        out: dict[str, Any] = {"index": self.index, "t0": round(self.t0, 4), "t1": round(self.t1, 4)}
         for m in Modality:
             out[m.value] = self.health(m).to_json()
         out["text"]["words"] = self.text.words

@@ -64,3 +64,12 @@ def window_of(packets, t1: float, config=None):
     wins = [w for w in Windower(buf, config).due(t1 + 1.0, final=True) if abs(w.t1 - t1) < 1e-6]
     assert wins, f"no window ends at {t1}"
     return wins[0]
+
+
+def fill_disk_under(recorder, name: str) -> None:
+    """Make every later write to the recorder's ``name`` fail with ENOSPC, as a disk filling up mid-recording
+    does: the open file is swapped for ``/dev/full`` (the recorder refuses a folder that already holds a
+    ``video.mjpeg``, so a symlink planted before ``start`` is not an option)."""
+    old = recorder._files[name]
+    recorder._files[name] = open("/dev/full", "wb", buffering=0)
+    old.close()

@@ -44,6 +44,7 @@ def test_generated_session_is_cached_and_readable(tmp_path):
     assert sum(w.audio.health.missing for w in windows) == 0
 
 
+@pytest.mark.slow  # the module's bench run measures seconds of live capture in real time
 def test_every_section_present(report):
     js, _ = report
     for key in ("config", "machine", "device", "umq_throughput", "live", "replay", "naive", "memory", "audio",
@@ -58,6 +59,7 @@ def test_every_section_present(report):
         assert p["p50"] <= p["p95"] <= p["p99"]
 
 
+@pytest.mark.slow  # the module's bench run measures seconds of live capture in real time
 def test_values_are_sane(report):
     js, _ = report
     assert js["live"]["results"] > 0
@@ -97,6 +99,7 @@ def test_values_are_sane(report):
     assert "not judged" in next(t["status"] for t in js["targets"] if t["name"].startswith("RSS growth"))
 
 
+@pytest.mark.slow  # the module's bench run measures seconds of live capture in real time
 def test_table_and_cli_options(report, tmp_path):
     _, r = report
     table = bench.format_table(r)

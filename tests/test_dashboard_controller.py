@@ -85,13 +85,13 @@ def test_demo_replay_produces_state_history_frames_and_exports(ctl):
 def test_status_is_derived_from_the_engine_and_failures_last(ctl):
     ctl.start_demo("test")
     assert ctl.phase()[0] == "replay"
-    ctl.engine.failure = "video.mjpeg: truncated"  # what the reliability branch's Engine.failure reports
+    ctl.engine._fail("video.mjpeg: truncated")  # how Engine records a damaged file (Engine.failure)
     try:
         assert ctl.phase() == ("failed", "Failed: video.mjpeg: truncated")
         assert wait_for(lambda: any("failed" in e.text for e in ctl.events.last()), timeout=10)
     finally:
-        del ctl.engine.failure
         ctl.stop()
+    assert ctl.phase()[0] == "failed"  # lasting: Stop does not turn a failure into "finished" or "idle"
 
 
 def test_another_session_cannot_silently_undo_the_controlling_one(ctl):

@@ -8,10 +8,10 @@ import shutil
 import numpy as np
 import pytest
 
+from app.cli import DEMO_SESSION
 from app.demo import DURATION_S, SCRIPT, build
 from streams.replay import Replay
 from streams.session import SessionReader
-from app.cli import DEMO_SESSION
 
 
 def test_demo_session_is_shipped_and_complete():
@@ -51,4 +51,5 @@ def test_builder_regenerates_the_shipped_session(tmp_path):
     f0 = next(iter(fresh.frames())).image.astype(int)
     s0 = next(iter(shipped.frames())).image.astype(int)
     assert np.abs(f0 - s0).mean() < 1.0
-    assert json.loads((tmp_path / "demo" / "meta.json").read_text())["script"] == {k: list(v) for k, v in SCRIPT.items()}
+    meta = json.loads((tmp_path / "demo" / "meta.json").read_text())
+    assert meta["script"] == {k: list(v) for k, v in SCRIPT.items()}

@@ -3,7 +3,6 @@ speed analyses every window, and a camera stop reaches the results within one ho
 from __future__ import annotations
 
 import json
-
 import threading
 import time
 

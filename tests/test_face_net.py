@@ -202,6 +202,7 @@ def test_classification_report_values():
 
 
 # ------------------------------------------------------------------------------------------- real data
+@pytest.mark.slow  # model loads or trains: seconds to minutes on 2 cores
 @pytest.mark.data
 def test_public_test_300_subset_well_above_chance(net):
     data = _data_dir()

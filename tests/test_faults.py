@@ -27,7 +27,7 @@ from streams.replay import Replay
 from streams.session import EVENTS, VIDEO, SessionReader
 from streams.source import Tee
 from streams.transcript import MAX_CHARS, MAX_TIME_S, load_transcript_file, parse_jsonl
-from tests.helpers import audio_packets, status, video_packets, wait_for
+from tests.helpers import audio_packets, fill_disk_under, status, video_packets, wait_for
 from tests.test_microphone import Collector as MicCollector
 from tests.test_microphone import FakeStream
 
@@ -323,9 +323,8 @@ def test_disk_full_stops_recording_with_an_event_while_analysis_goes_on(tmp_path
     if not os.path.exists("/dev/full"):
         pytest.skip("needs /dev/full")
     out = tmp_path / "s"
-    out.mkdir()
-    (out / VIDEO).symlink_to("/dev/full")
     rec = SessionRecorder(out, {}, clock=SimulatedClock(speed=None)).start()
+    fill_disk_under(rec, VIDEO)
     buffer = TimeAlignedBuffer()
     windower = Windower(buffer, WindowConfig(video_fps=15.0))
     tee = Tee(rec, buffer)

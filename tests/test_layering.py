@@ -1,4 +1,4 @@
-"""The arrows point one way: app -> umq, app -> streams; streams never imports torch, umq never imports app."""
+"""The arrows point one way: umq_live -> app -> umq -> streams; streams never imports torch, umq never imports app."""
 from __future__ import annotations
 
 import ast
@@ -35,3 +35,11 @@ def test_umq_never_imports_app():
 
 def test_the_checker_sees_imports():
     assert "numpy" in imported_roots("streams")
+
+
+def test_only_the_api_package_sits_above_app():
+    """``umq_live`` (the Python API) -> ``app`` -> ``umq`` -> ``streams``: nothing below imports the API."""
+    for package in ("app", "umq", "streams"):
+        roots = imported_roots(package)
+        assert "umq_live" not in roots, f"{package} imports umq_live in {roots.get('umq_live')}"
+    assert "app" in imported_roots("umq_live")

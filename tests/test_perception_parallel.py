@@ -34,6 +34,7 @@ def _run(analyzer, windows, parallel: bool):
         analyzer.parallel = True
 
 
+@pytest.mark.slow  # model loads or trains: seconds to minutes on 2 cores
 def test_parallel_face_gives_identical_outputs(analyzer):
     assert analyzer.parallel
     # windows 0-13 and 30-35 of the demo: face found, dark, camera off (missing video), speech and text

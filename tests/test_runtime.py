@@ -18,7 +18,8 @@ from umq.runtime.lab import LabSettings
 
 from .helpers import status, text, window_of
 
-pytestmark = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed (.ci/run installs it)")
+pytestmark = pytest.mark.skipif(shutil.which("espeak-ng") is None,
+                                reason="espeak-ng not installed (.ci/run installs it)")
 
 
 def _speech(words: str) -> np.ndarray:

@@ -15,9 +15,19 @@ import soundfile
 from streams.clock import SimulatedClock
 from streams.packets import AUDIO_RATE, AudioChunk, Modality, SourceState, SourceStatus, TextSegment, VideoFrame
 from streams.recorder import RecorderError, SessionRecorder
-from streams.session import (AUDIO, AUDIO_INDEX, EVENTS, META, VIDEO, VIDEO_INDEX, SessionError, SessionReader,
-                             wav_header)
+from streams.session import (
+    AUDIO,
+    AUDIO_INDEX,
+    EVENTS,
+    META,
+    VIDEO,
+    VIDEO_INDEX,
+    SessionError,
+    SessionReader,
+    wav_header,
+)
 from streams.synthetic import synthetic_audio, synthetic_frame
+from tests.helpers import fill_disk_under
 
 
 def _frames(n: int, skip: set[int] = frozenset(), fps: float = 15.0) -> list[VideoFrame]:
@@ -186,9 +196,8 @@ def test_disk_full_stops_recording_without_raising(tmp_path):
     if not os.path.exists("/dev/full"):
         pytest.skip("needs /dev/full")
     out = tmp_path / "s"
-    out.mkdir()
-    (out / VIDEO).symlink_to("/dev/full")  # every write to video.mjpeg fails with ENOSPC
     rec = SessionRecorder(out, {}, clock=SimulatedClock(speed=None)).start()
+    fill_disk_under(rec, VIDEO)  # every write to video.mjpeg from now on fails with ENOSPC
     for f in _frames(10):
         rec(f)  # must not raise
     for c in _audio(0.0, 0.5):
@@ -204,7 +213,7 @@ def test_disk_full_stops_recording_without_raising(tmp_path):
 
 def test_refuses_to_overwrite_a_session(tmp_path):
     _record(tmp_path / "s", _frames(3))
-    with pytest.raises(RecorderError, match="already holds a session"):
+    with pytest.raises(RecorderError, match="already holds session files"):
         SessionRecorder(tmp_path / "s", {}).start()
 
 
@@ -248,4 +257,4 @@ def test_damaged_frames_are_skipped_or_reported_with_the_file_and_frame(tmp_path
     assert any("frame 2" in r.getMessage() and "not a JPEG" in r.getMessage() for r in caplog.records)
     assert got[1].image.shape == (64, 96, 3)
     with pytest.raises(FrameDecodeError, match=r"video\.mjpeg: frame 4 at byte \d+: the stored image does not decode"):
-        got[3].image
+        _ = got[3].image  # the access decodes

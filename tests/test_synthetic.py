@@ -33,6 +33,7 @@ def run_live(sources, seconds, config=None):
     return got, windows
 
 
+@pytest.mark.slow  # 5.2 s of live capture in real time
 def test_camera_off_span_is_missing_within_one_hop_and_recovers():
     cam = SyntheticCamera(SessionClock(), fps=20, size=(64, 48), off=((2.6, 3.6),))
     got, windows = run_live([cam], 5.2)

@@ -78,6 +78,7 @@ def _cache(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("UMQ_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
 
 
+@pytest.mark.slow  # model loads or trains: seconds to minutes on 2 cores
 @pytest.mark.parametrize("view,encoder,refit", [("stats", "mlp", "true"), ("seq", "conv", "false")])
 def test_train_then_evaluate_cli(tiny_data, tmp_path, capsys, view, encoder, refit):
     cfg = tmp_path / "tiny.toml"

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from umq.corrupt import TrainCorruption, sample_training_corruption
-from umq.model import VARIANTS, UMQ, ModalitySpec, UMQConfig, compute_losses, variant_config
+from umq.model import UMQ, VARIANTS, ModalitySpec, UMQConfig, compute_losses, variant_config
 from umq.types import Batch, ModalityInput
 
 torch.set_num_threads(1)
@@ -22,7 +22,8 @@ def make_batch(b: int = 6, seed: int = 0) -> Batch:
     lengths = {"audio": torch.randint(2, 9, (b,), generator=g), "text": torch.randint(1, 6, (b,), generator=g)}
     inputs = {}
     for m, d, t in (("audio", 10, 8), ("vision", 6, 1), ("text", 8, 5)):
-        mask = torch.arange(t).unsqueeze(0) < lengths[m].unsqueeze(1) if m in lengths else torch.ones(b, 1, dtype=torch.bool)
+        mask = (torch.arange(t).unsqueeze(0) < lengths[m].unsqueeze(1) if m in lengths
+                else torch.ones(b, 1, dtype=torch.bool))
         inputs[m] = ModalityInput(torch.randn(b, t, d, generator=g) * mask.unsqueeze(-1), mask)
     return Batch(NAMES, inputs, torch.ones(b, 3, dtype=torch.bool), torch.randint(0, 7, (b,), generator=g))
 

@@ -45,6 +45,7 @@ def test_anchor_losses():
 STEPS = 150
 
 
+@pytest.mark.slow  # model loads or trains: seconds to minutes on 2 cores
 def test_estimator_learns_to_order_a_corruption_ladder():
     torch.manual_seed(0)
     raw = synthetic_featureset(n=384, dims={"audio": 24, "vision": 12}, seed=1)
@@ -57,7 +58,7 @@ def test_estimator_learns_to_order_a_corruption_ladder():
     model = UMQ(cfg)
     opt = torch.optim.AdamW(model.parameters(), 5e-3)
     g = torch.Generator().manual_seed(0)
-    for step in range(STEPS):
+    for _ in range(STEPS):
         idx = torch.randint(0, 256, (64,), generator=g)
         clean = train.index(idx)
         corrupted, _ = sample_training_corruption(clean, TrainCorruption(), g)

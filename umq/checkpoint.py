@@ -36,6 +36,20 @@ class CheckpointError(RuntimeError):
     """A checkpoint file cannot be used (unreadable, not a UMQ checkpoint, or a different format version)."""
 
 
+def describe_load_error(exc: BaseException) -> str:
+    """One line for why ``torch.load(weights_only=True)`` refused a file, without torch's advice to retry with
+    ``weights_only=False`` (which would run whatever code the file carries)."""
+    text = str(exc)
+    if "Weights only load failed" in text:
+        detail = next((ln.strip() for ln in text.splitlines()
+                       if "GLOBAL" in ln or "Unsupported" in ln or "unsupported" in ln), "")
+        return ("it holds objects other than tensors and plain data, so it may carry code, and was refused"
+                + (f" ({detail.rstrip('.')})" if detail else ""))
+    first = " ".join(text.split())
+    cut = first.find(". ")
+    return f"{type(exc).__name__}: {first[:cut] if cut > 0 else first}"
+
+
 def save_checkpoint(path: str | Path, *, kind: str, model: UMQ, labels: list[str], norm: NormStats | None, data: dict,
                     metrics: dict, train_state: dict | None = None) -> Path:
     """Write atomically (temp file + rename) so an interrupted run never leaves a truncated checkpoint."""
@@ -44,7 +58,8 @@ def save_checkpoint(path: str | Path, *, kind: str, model: UMQ, labels: list[str
     ckpt: dict[str, Any] = {
         "format_version": FORMAT_VERSION, "kind": kind, "model_config": model.config.to_dict(),
         "labels": list(labels),
-        "norm": norm.to_dict() if norm is not None else {"mean": {}, "std": {}, "speaker_norm": []}, "data": data, "metrics": metrics,
+        "norm": norm.to_dict() if norm is not None else {"mean": {}, "std": {}, "speaker_norm": []},
+        "data": data, "metrics": metrics,
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
     }
     if train_state is not None:
@@ -63,7 +78,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # truncated, not a torch file, or contains disallowed objects
-        raise CheckpointError(f"checkpoint {path} is unreadable or corrupt ({type(e).__name__}: {e}); "
+        raise CheckpointError(f"checkpoint {path} is unreadable or corrupt ({describe_load_error(e)}); "
                               f"expected a UMQ checkpoint with format_version {FORMAT_VERSION}") from e
     if not isinstance(ckpt, dict) or "format_version" not in ckpt:
         raise CheckpointError(f"checkpoint {path} has no format_version; expected a UMQ checkpoint with "

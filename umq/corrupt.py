@@ -128,7 +128,7 @@ class TrainCorruption:
     p_unflagged: float = 0.1  # share of drops the capture layer does not flag (present stays True)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "TrainCorruption":
+    def from_dict(cls, d: dict[str, Any]) -> TrainCorruption:
         d = dict(d)
         for k in ("missing_rate", "sigma"):
             if k in d:

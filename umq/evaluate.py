@@ -170,6 +170,10 @@ def main(argv: list[str] | None = None) -> int:
                                                    "per_class_recall, confusion, skipped)")
         e.add_argument("--device", default=None)
         e.add_argument("--quiet", action="store_true", help="no progress bar")
+    from .perception import face_appcheck
+
+    af = sub.add_parser("app-face", help="faces placed in video frames, replayed through the app, scored per face")
+    face_appcheck.add_arguments(af)
     pr = sub.add_parser("protocol", help="complete / missing-rate / noise-level protocol table")
     pr.add_argument("--checkpoint", nargs="+", required=True)
     pr.add_argument("--data", default=None, help="data folder (RAVDESS layout) or MMSA .pkl")
@@ -182,6 +186,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     from .checkpoint import CheckpointError
 
+    if args.command == "app-face":
+        return face_appcheck.run_cli(args)
     if args.command in ("face", "audio", "text"):
         if not Path(args.data).exists():
             print(f"error: {args.data} does not exist", file=sys.stderr)

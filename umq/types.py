@@ -78,7 +78,7 @@ class Batch:
     def size(self) -> int:
         return int(next(iter(self.inputs.values())).x.shape[0])
 
-    def to(self, device: torch.device | str) -> "Batch":
+    def to(self, device: torch.device | str) -> Batch:
         return Batch(
             modalities=self.modalities,
             inputs={m: ModalityInput(v.x.to(device), v.mask.to(device)) for m, v in self.inputs.items()},
@@ -87,7 +87,7 @@ class Batch:
             y_reg=None if self.y_reg is None else self.y_reg.to(device),
         )
 
-    def index(self, idx: Tensor, trim: bool = False) -> "Batch":
+    def index(self, idx: Tensor, trim: bool = False) -> Batch:
         """Rows ``idx`` of every tensor (a sub-batch).
 
         ``trim=True`` drops time padding no row of the sub-batch needs; it costs one host sync, so the training
@@ -103,7 +103,7 @@ class Batch:
         return Batch(self.modalities, inputs, self.present[idx],
                      None if self.y is None else self.y[idx], None if self.y_reg is None else self.y_reg[idx])
 
-    def replace(self, inputs: dict[str, ModalityInput] | None = None, present: Tensor | None = None) -> "Batch":
+    def replace(self, inputs: dict[str, ModalityInput] | None = None, present: Tensor | None = None) -> Batch:
         return Batch(self.modalities, dict(self.inputs) if inputs is None else inputs,
                      self.present if present is None else present, self.y, self.y_reg)
 

@@ -7,9 +7,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .config import BenchConfig, CACHE_DIR
+from .config import CACHE_DIR, BenchConfig
 from .report import _json_safe, format_table, run_bench
-
 
 
 # -- command line -------------------------------------------------------------------------------------------
@@ -27,6 +26,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     b.add_argument("--sequential-face", action="store_true",
                    help="run the engine with the face front-end after voice/text instead of beside them (the A/B "
                         "section measures both either way)")
+    b.add_argument("--batch-only", action="store_true",
+                   help="measure only batch throughput (analyze: local and Ray, 1 and 2 workers)")
+    b.add_argument("--batch-inputs", type=int, metavar="N", help="demo-session copies per batch arm (default 4)")
+    b.add_argument("--no-batch", action="store_true", help="skip the batch-throughput section")
     b.add_argument("--cache-dir", type=Path, help=f"where generated sessions are kept (default {CACHE_DIR})")
     b.set_defaults(func=main)
     return b
@@ -42,6 +45,10 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
         kw["live_s"] = args.live_seconds
     if getattr(args, "sequential_face", False):
         kw["parallel_face"] = False
+    if getattr(args, "batch_inputs", None):
+        kw["batch_inputs"] = args.batch_inputs
+    if getattr(args, "no_batch", False):
+        kw["batch"] = False
     if getattr(args, "cache_dir", None):
         kw["cache_dir"] = args.cache_dir
     return BenchConfig.quick_config(**kw) if getattr(args, "quick", False) else BenchConfig(**kw)
@@ -51,6 +58,15 @@ def main(args: argparse.Namespace) -> int:
     from umq.device import DeviceError
 
     cfg = config_from_args(args)
+    if getattr(args, "batch_only", False):
+        from .batch import format_batch, measure_batch
+
+        report = {"batch": measure_batch(cfg, progress=lambda s: print(f"[bench] {s}", file=sys.stderr, flush=True))}
+        print("\n".join(format_batch(report["batch"])))
+        out = Path(getattr(args, "out", None) or "bench.json")
+        out.write_text(json.dumps(_json_safe(report), indent=2) + "\n")
+        print(f"wrote {out}")
+        return 0
     try:
         report = run_bench(cfg, progress=lambda s: print(f"[bench] {s}", file=sys.stderr, flush=True))
     except (RuntimeError, DeviceError) as exc:

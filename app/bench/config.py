@@ -42,13 +42,16 @@ class BenchConfig:
     ab_replay_s: float = 60.0  # generated session replayed with and without deferred frame decoding
     ab_live_s: float = 20.0  # live capture with grace-only window cuts (the other arm is the live run)
     parallel_face: bool = True  # the engine's Analyzer(parallel=...) (default on, chosen by measurement)
+    batch_inputs: int = 4  # demo-session copies per arm of the batch-throughput section
+    batch: bool = True  # measure batch throughput (local and Ray, 1 and 2 workers)
     demo_path: Path = DEMO_SESSION
     cache_dir: Path = CACHE_DIR
     quick: bool = False
 
     @classmethod
-    def quick_config(cls, **kw) -> "BenchConfig":
+    def quick_config(cls, **kw) -> BenchConfig:
         base = dict(live_s=10.0, long_s=20.0, soak_s=180.0, forward_iters=50, naive_windows=20, ab_windows=30,
-                    ab_replay_s=20.0, ab_live_s=6.0, quick=True)
+                    ab_replay_s=20.0, ab_live_s=6.0, batch_inputs=2, batch=False,
+                    quick=True)
         base.update(kw)
         return cls(**base)

@@ -1,13 +1,15 @@
 """The measurements: live latency, replay speed, UMQ throughput, memory, the naive reference, the A/B."""
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import resource
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -39,10 +41,8 @@ def settled_rss_mb() -> float:
     import gc
 
     gc.collect()
-    try:
+    with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to trim
         ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
     return rss_mb()
 
 
@@ -64,7 +64,7 @@ class RssSampler:
         while not self._stop.wait(self.period_s):
             self.samples.append((self.session_t(), rss_mb()))
 
-    def __enter__(self) -> "RssSampler":
+    def __enter__(self) -> RssSampler:
         self._thread.start()
         return self
 

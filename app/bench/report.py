@@ -7,14 +7,24 @@ import math
 import os
 import platform
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
-from .config import BenchConfig, TARGETS
-from .measure import (measure_live, measure_live_forward, measure_naive, measure_parallel_face, measure_soak,
-                      measure_umq_throughput, measure_vad, peak_rss_mb, replay_once)
+from .config import TARGETS, BenchConfig
+from .measure import (
+    measure_live,
+    measure_live_forward,
+    measure_naive,
+    measure_parallel_face,
+    measure_soak,
+    measure_umq_throughput,
+    measure_vad,
+    peak_rss_mb,
+    replay_once,
+)
 from .session import generated_session
 
 log = logging.getLogger(__name__)
@@ -136,6 +146,10 @@ def run_bench(cfg: BenchConfig, progress: Callable[[str], None] = lambda s: None
                 judged=soak["session_s"] >= 1800.0, why="soak < 30 min: extrapolation is noise"),
         _target("dropped audio samples", dropped_audio, "", TARGETS["dropped_audio_samples"], "<="),
     ]
+    if cfg.batch:
+        from .batch import measure_batch
+
+        report["batch"] = measure_batch(cfg, progress)
     report["total_wall_s"] = time.perf_counter() - t_all
     return report
 
@@ -240,6 +254,10 @@ def format_table(r: dict) -> str:
                      f"{_f(c['capture_to_window']['p50'])} ms, end to end p95 {_f(g['end_to_end']['p95'])} -> "
                      f"{_f(c['end_to_end']['p95'])} ms")
     lines.append(f"GPU: {r['gpu']['status']} ({r['gpu'].get('reason') or r['gpu'].get('name')})")
+    if r.get("batch"):
+        from .batch import format_batch
+
+        lines += format_batch(r["batch"])
     lines.append("")
     lines.append("Targets (2-core CPU, default settings)")
     for t in r["targets"]:

@@ -29,9 +29,9 @@ import math
 import os
 import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 
@@ -230,7 +230,7 @@ class StreamingTranscriber:
         self.last_latency_s = 0.0
 
     # ------------------------------------------------------------------------------------------------ lifecycle
-    def start(self) -> "StreamingTranscriber":
+    def start(self) -> StreamingTranscriber:
         with self._cond:
             if self._thread is not None and self._thread.is_alive():
                 return self
@@ -247,7 +247,7 @@ class StreamingTranscriber:
             self._thread.join(timeout)
             self._thread = None
 
-    def __enter__(self) -> "StreamingTranscriber":
+    def __enter__(self) -> StreamingTranscriber:
         return self.start()
 
     def __exit__(self, *exc) -> None:

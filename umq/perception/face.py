@@ -1,16 +1,19 @@
-"""Face front-end: find the face cheaply, crop it the way the encoder was trained, embed it on the model's device.
+"""Face front-end: find every face, follow it, crop it the way the encoder was trained, embed it on the model's device.
 
-Cheap by construction: the Haar cascade runs on a downscaled copy of the frame and only every few frames (or
-when the track is lost); in between, the face is followed by normalised template matching in a small search
-region. Frames appear in several overlapping windows (2 s windows, 0.5 s hop), so each frame is analysed once and
-its result cached by frame number.
+Detection is RetinaFace with five landmarks (:mod:`.face_detect`), run every few analysed frames; faces are
+followed in between by template matching and keep stable track ids (:mod:`.face_track`). Each face is aligned onto
+FER2013's crop geometry from its detector box (:mod:`.face_align`), so the encoder sees at run time what it saw
+in training. Frames larger than 640 px are analysed on a 640 px copy (boxes are reported in frame pixels). At most
+``max_faces`` faces are analysed per frame (largest first). The primary face — the one that drives fusion — is the
+current one while it stays at least half as large as the largest face, otherwise the largest. Frames appear in
+several overlapping windows (2 s windows, 0.5 s hop), so each frame is analysed once and cached by frame number.
 """
 from __future__ import annotations
 
 import collections
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import cv2
 import numpy as np
@@ -19,114 +22,43 @@ import torch
 from streams.packets import FrameDecodeError
 from umq.device import to_device
 
-from .face_cues import FaceCues, FrameCues, sharpness
-from .face_net import FaceExpressionNet, crop_face, load_face_net, preprocess_batch
+from .face_align import fer_crop, head_pose
+from .face_cues import MIN_FACE_PX, FaceCues, FrameCues, sharpness
+from .face_detect import to_bgr
+from .face_net import FaceExpressionNet, load_face_net, preprocess_batch
+from .face_track import MultiFaceTracker, iou
 
 log = logging.getLogger(__name__)
 
 Box = tuple[int, int, int, int]  # x, y, w, h in frame pixels
+WORK_SIDE = 640  # frames are analysed with their longest side at most this
 
-_CASCADE = cv2.data.haarcascades + "haarcascade_frontalface_default.xml"
-
-
-def iou(a: Box | None, b: Box | None) -> float:
-    if a is None or b is None:
-        return 0.0
-    ax, ay, aw, ah = a
-    bx, by, bw, bh = b
-    ix = max(0, min(ax + aw, bx + bw) - max(ax, bx))
-    iy = max(0, min(ay + ah, by + bh) - max(ay, by))
-    inter = ix * iy
-    union = aw * ah + bw * bh - inter
-    return inter / union if union > 0 else 0.0
+__all__ = ["Box", "FaceFeatures", "FaceFrontEnd", "FaceObservation", "FaceTracker", "FrameAnalysis", "iou"]
+FaceTracker = MultiFaceTracker  # the name callers (bench) use
 
 
-class FaceTracker:
-    """Haar detection on a downscaled frame every ``detect_every`` frames, template tracking in between.
+@dataclass(frozen=True)
+class FaceObservation:
+    """One face in one analysed frame (frame pixels)."""
 
-    Args:
-        detect_width: frames are shrunk to this width for detection (a 640x480 frame: 4x fewer pixels at 320).
-        detect_every: run the detector at least this often even while tracking (re-anchors a drifting track).
-        min_face: smallest face, as a fraction of the frame height, the detector looks for.
-        track_score: normalised cross-correlation below which a track is considered lost.
-    """
-
-    def __init__(self, detect_width: int = 320, detect_every: int = 4, min_face: float = 0.1,
-                 track_score: float = 0.55) -> None:
-        self.detector = cv2.CascadeClassifier(_CASCADE)
-        if self.detector.empty():
-            raise RuntimeError(f"OpenCV Haar cascade missing or unreadable: {_CASCADE}; "
-                               "reinstall opencv-python-headless==4.14.0.94")
-        self.detect_width, self.detect_every = detect_width, detect_every
-        self.min_face, self.track_score = min_face, track_score
-        self.box: Box | None = None
-        self._template: np.ndarray | None = None
-        self._since_detect = 0
-
-    def reset(self) -> None:
-        self.box, self._template, self._since_detect = None, None, 0
-
-    def update(self, gray: np.ndarray) -> Box | None:
-        """The face box in this frame (largest face), or None."""
-        if self.box is not None and self._since_detect < self.detect_every:
-            tracked = self._track(gray)
-            if tracked is not None:
-                self._since_detect += 1
-                self._set(gray, tracked)
-                return tracked
-        found = self._detect(gray)
-        self._since_detect = 0
-        if found is None:
-            self.reset()
-            return None
-        self._set(gray, found)
-        return found
-
-    def _set(self, gray: np.ndarray, box: Box) -> None:
-        x, y, w, h = box
-        self.box = box
-        self._template = gray[y:y + h, x:x + w].copy()
-
-    def _detect(self, gray: np.ndarray) -> Box | None:
-        h, w = gray.shape
-        scale = min(1.0, self.detect_width / w)
-        small = cv2.resize(gray, (int(w * scale), int(h * scale)), interpolation=cv2.INTER_AREA) if scale < 1 else gray
-        if small.mean() < 80:  # dim light: stretch contrast for the detector only (it adds false hits otherwise)
-            small = cv2.equalizeHist(small)
-        min_side = max(20, int(self.min_face * small.shape[0]))
-        faces, votes = self.detector.detectMultiScale2(small, scaleFactor=1.1, minNeighbors=5,
-                                                       minSize=(min_side, min_side))
-        if len(faces) == 0:
-            return None
-        # the most strongly supported detection (neighbour votes), ties to the larger face
-        best = max(range(len(faces)), key=lambda i: (int(votes[i]), faces[i][2] * faces[i][3]))
-        x, y, bw, bh = faces[best]
-        return int(x / scale), int(y / scale), int(bw / scale), int(bh / scale)
-
-    def _track(self, gray: np.ndarray) -> Box | None:
-        x, y, w, h = self.box
-        H, W = gray.shape
-        pad_x, pad_y = w // 2, h // 2
-        x0, y0 = max(0, x - pad_x), max(0, y - pad_y)
-        x1, y1 = min(W, x + w + pad_x), min(H, y + h + pad_y)
-        region = gray[y0:y1, x0:x1]
-        if self._template is None or region.shape[0] < h or region.shape[1] < w:
-            return None
-        res = cv2.matchTemplate(region, self._template, cv2.TM_CCOEFF_NORMED)
-        _, score, _, loc = cv2.minMaxLoc(res)
-        if score < self.track_score:
-            return None
-        return x0 + loc[0], y0 + loc[1], w, h
+    track_id: int
+    box: Box
+    score: float
+    embedding: torch.Tensor | None  # [E] on the model's device; None when the face was too small to analyse
+    probs: torch.Tensor | None  # [7]
 
 
 @dataclass(frozen=True)
 class FrameAnalysis:
-    """One frame's face result, cached by frame number."""
+    """One frame's face result, cached by frame number; ``faces`` largest first, ``primary`` indexes it."""
 
-    box: Box | None
+    faces: tuple[FaceObservation, ...]
+    primary: int | None
     cues: FrameCues
-    embedding: torch.Tensor | None  # [E] on the model's device
-    probs: torch.Tensor | None  # [7] on the model's device
+
+    @property
+    def main(self) -> FaceObservation | None:
+        return self.faces[self.primary] if self.primary is not None else None
 
 
 @dataclass(frozen=True)
@@ -134,11 +66,13 @@ class FaceFeatures:
     """What the face front-end hands to the model for one window.
 
     Attributes:
-        embeddings: ``[K, E]`` on the model's device, one row per sampled frame (zeros where no face).
-        mask: ``[K]`` bool, True where a face was found.
+        embeddings: ``[K, E]`` on the model's device, one row per sampled frame (zeros where no face): the
+            primary face's.
+        mask: ``[K]`` bool, True where the primary face was analysed.
         probs: ``[K, 7]`` the face encoder's own class probabilities (zeros where no face).
-        cues: the window's :class:`FaceCues`.
-        box: the newest frame's face box, for the preview overlay.
+        cues: the window's :class:`FaceCues` (of the primary face).
+        box: the newest frame's primary face box, for the preview overlay.
+        faces: every face of the newest analysed frame, the primary first.
     """
 
     embeddings: torch.Tensor
@@ -146,6 +80,7 @@ class FaceFeatures:
     probs: torch.Tensor
     cues: FaceCues
     box: Box | None
+    faces: tuple[FaceObservation, ...] = ()
 
 
 class FaceFrontEnd:
@@ -156,18 +91,20 @@ class FaceFrontEnd:
         device: where embeddings live (the model's device).
         frames_per_window: frames sampled evenly from each window (the newest always included).
         cache_frames: how many per-frame results to keep (bounded memory).
+        tracker: the face tracker (default: RetinaFace every 3rd analysed frame, at most 4 faces).
     """
 
     def __init__(self, net: FaceExpressionNet | None = None, device: str | torch.device = "cpu",
-                 frames_per_window: int = 6, cache_frames: int = 256, tracker: FaceTracker | None = None) -> None:
+                 frames_per_window: int = 6, cache_frames: int = 256, tracker: MultiFaceTracker | None = None) -> None:
         self.device = torch.device(device)
         self._net = net
         self.frames_per_window = frames_per_window
-        self.tracker = tracker or FaceTracker()
+        self.tracker = tracker or MultiFaceTracker()
         self._cache: collections.OrderedDict[tuple[int, float], FrameAnalysis | None] = collections.OrderedDict()
         self._cache_size = cache_frames
         self._prev_gray_small: np.ndarray | None = None
-        self._prev_box: Box | None = None
+        self._prev_boxes: dict[int, Box] = {}
+        self._primary_id: int | None = None
 
     @property
     def net(self) -> FaceExpressionNet:
@@ -187,7 +124,7 @@ class FaceFrontEnd:
         """Forget tracking state and cached frames (a new session)."""
         self._cache.clear()
         self.tracker.reset()
-        self._prev_gray_small, self._prev_box = None, None
+        self._prev_gray_small, self._prev_boxes, self._primary_id = None, {}, None
 
     @staticmethod
     def sample(frames: Sequence, k: int, grid_s: float = 1 / 3) -> list:
@@ -216,58 +153,115 @@ class FaceFrontEnd:
         results = [self._cache[(f.index, f.t)] for f in chosen]
         return self._features([r for r in results if r is not None])  # None: a frame that did not decode
 
+    # -- per frame ---------------------------------------------------------------------------------------------
     def _analyse(self, frames: Sequence) -> None:
-        crops, owners = [], []
+        crops: list[np.ndarray] = []
+        pending: list[tuple] = []  # (frame, faces as (track_id, box, score, crop index or None), primary, cues)
         for f in frames:  # in time order: tracking and motion need the previous frame
             try:
-                image = f.image  # a replayed frame is decoded here, on first use
-            except FrameDecodeError as exc:
+                bgr = to_bgr(f.image)  # a replayed frame is decoded here, on first use
+            except (FrameDecodeError, ValueError) as exc:
                 log.warning("%s; left out of the face analysis", exc)
                 self._store(f, None)  # remembered, so overlapping windows do not retry (and warn) again
                 continue
-            gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
-            box = self.tracker.update(gray)
-            small = cv2.resize(gray, (80, 60), interpolation=cv2.INTER_AREA)
-            motion = (float(np.mean(cv2.absdiff(small, self._prev_gray_small))) / 255.0
-                      if self._prev_gray_small is not None else 0.0)
-            self._prev_gray_small = small
-            region = gray[box[1]:box[1] + box[3], box[0]:box[0] + box[2]] if box else gray
-            cues = FrameCues(
-                face_found=box is not None,
-                box_size=(box[3] / gray.shape[0]) if box else 0.0,
-                stability=iou(box, self._prev_box),
-                sharpness=sharpness(region),
-                brightness=float(region.mean()) / 255.0,
-                contrast=float(region.std()) / 255.0,
-                motion=motion,
-            )
-            self._prev_box = box
-            if box is not None:
-                crops.append(crop_face(gray, box))
-                owners.append((f, box, cues))
-            else:
-                self._store(f, FrameAnalysis(None, cues, None, None))
+            H0, W0 = bgr.shape[:2]
+            s = min(1.0, WORK_SIDE / max(H0, W0))
+            if s < 1.0:
+                bgr = cv2.resize(bgr, (max(1, round(W0 * s)), max(1, round(H0 * s))), interpolation=cv2.INTER_AREA)
+            gray = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
+            tracked = self.tracker.update(gray, bgr, float(f.t))
+            faces, primary = [], None
+            for tf in tracked:
+                box = _frame_box(tf.box, s, W0, H0)
+                usable = tf.box[3] >= MIN_FACE_PX
+                if usable:
+                    crops.append(fer_crop(gray, tf.box))
+                faces.append((tf.track_id, box, tf.score, len(crops) - 1 if usable else None, tf))
+            primary = self._choose_primary(faces)
+            cues = self._cues(gray, faces[primary] if primary is not None else None, bool(faces))
+            pending.append((f, faces, primary, cues))
+        out = (None, None)
         if crops:
             x = to_device(preprocess_batch(crops, self.net.input_size), self.device)
             logits, emb = self.net(x)
-            probs = logits.softmax(-1)
-            for i, (f, box, cues) in enumerate(owners):
-                self._store(f, FrameAnalysis(box, cues, emb[i], probs[i]))
+            out = (emb, logits.softmax(-1))
+        for f, faces, primary, cues in pending:
+            obs = tuple(FaceObservation(tid, box, score, out[0][k] if k is not None else None,
+                                        out[1][k] if k is not None else None) for tid, box, score, k, _ in faces)
+            self._store(f, FrameAnalysis(obs, primary, cues))
+
+    def _choose_primary(self, faces: list) -> int | None:
+        """Index of the primary face: the current one while it is at least half the largest, else the largest
+        analysable face (ties to the longer-tracked)."""
+        usable = [i for i, fc in enumerate(faces) if fc[3] is not None]
+        pool = usable or list(range(len(faces)))
+        if not pool:
+            self._primary_id = None
+            return None
+        area = {i: faces[i][1][2] * faces[i][1][3] for i in pool}
+        best = max(pool, key=lambda i: (area[i], faces[i][4].age))
+        cur = next((i for i in pool if faces[i][0] == self._primary_id), None)
+        choice = cur if cur is not None and area[cur] >= 0.5 * area[best] else best
+        self._primary_id = faces[choice][0]
+        return choice
+
+    def _cues(self, gray: np.ndarray, face, seen: bool) -> FrameCues:
+        small = cv2.resize(gray, (80, 60), interpolation=cv2.INTER_AREA)
+        motion = (float(np.mean(cv2.absdiff(small, self._prev_gray_small))) / 255.0
+                  if self._prev_gray_small is not None else 0.0)
+        self._prev_gray_small = small
+        if face is None:
+            self._prev_boxes = {}
+            return FrameCues(False, 0.0, 0.0, sharpness(gray), float(gray.mean()) / 255.0,
+                             float(gray.std()) / 255.0, motion, seen=seen)
+        tid, box, _score, k, tf = face
+        x, y, w, h = (int(round(v)) for v in tf.box)
+        H, W = gray.shape[:2]
+        region = gray[max(0, y):min(H, y + h), max(0, x):min(W, x + w)]
+        region = region if region.size else gray
+        stability = iou(self._prev_boxes.get(tid), box)
+        self._prev_boxes = {tid: box}
+        yaw, roll = head_pose(tf.landmarks)
+        return FrameCues(face_found=k is not None, box_size=tf.box[3] / H if k is not None else 0.0,
+                         stability=stability if k is not None else 0.0, sharpness=sharpness(region),
+                         brightness=float(region.mean()) / 255.0, contrast=float(region.std()) / 255.0,
+                         motion=motion, seen=True, yaw=yaw, roll=roll)
 
     def _store(self, frame, analysis: FrameAnalysis | None) -> None:
         self._cache[(frame.index, frame.t)] = analysis
         while len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)
 
+    # -- per window ----------------------------------------------------------------------------------------------
     def _features(self, results: list[FrameAnalysis]) -> FaceFeatures:
         k, e = len(results), self.embedding_dim
         emb = torch.zeros(max(k, 1), e, device=self.device)
         probs = torch.zeros(max(k, 1), 7, device=self.device)
         mask = torch.zeros(max(k, 1), dtype=torch.bool, device=self.device)
-        rows = [i for i, r in enumerate(results) if r.embedding is not None]
+        newest = results[-1] if results else None
+        # the window follows the newest frame's primary face; frames where it is absent use their own primary
+        want = newest.main.track_id if newest is not None and newest.main is not None else None
+        rows, chosen = [], []
+        for i, r in enumerate(results):
+            ob = next((o for o in r.faces if o.track_id == want), None) or r.main
+            if ob is not None and ob.embedding is not None:
+                rows.append(i)
+                chosen.append(ob)
         if rows:
-            emb[rows] = torch.stack([results[i].embedding for i in rows])
-            probs[rows] = torch.stack([results[i].probs for i in rows])
+            emb[rows] = torch.stack([o.embedding for o in chosen])
+            probs[rows] = torch.stack([o.probs for o in chosen])
             mask[rows] = True
-        return FaceFeatures(emb, mask, probs, FaceCues.from_frames([r.cues for r in results]),
-                            results[-1].box if results else None)
+        faces: tuple[FaceObservation, ...] = ()
+        if newest is not None and newest.faces:
+            p = newest.primary if newest.primary is not None else 0
+            faces = (newest.faces[p],) + tuple(o for j, o in enumerate(newest.faces) if j != p)
+        box = newest.main.box if newest is not None and newest.main is not None else None
+        return FaceFeatures(emb, mask, probs, FaceCues.from_frames([r.cues for r in results]), box, faces)
+
+
+def _frame_box(box, s: float, W: int, H: int) -> Box:
+    """A work-image box in frame pixels, clipped to the frame."""
+    x, y, w, h = (v / s for v in box)
+    x0, y0 = max(0, int(round(x))), max(0, int(round(y)))
+    x1, y1 = min(W, int(round(x + w))), min(H, int(round(y + h)))
+    return x0, y0, max(0, x1 - x0), max(0, y1 - y0)

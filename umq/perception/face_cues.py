@@ -19,6 +19,8 @@ LOW_CONTRAST = 0.06  # grey-level standard deviation in [0, 1]
 SMALL_FACE = 0.12  # face box height / frame height
 FAST_MOTION = 0.12  # mean absolute frame difference in [0, 1]
 FACE_SEEN = 0.5  # fraction of sampled frames with a face, below which the face is "not in view"
+MIN_FACE_PX = 20  # a detected face shorter than this (work-image pixels, <= 640 wide) is not analysed: too small
+TURNED_YAW = 50.0  # |yaw| in degrees (from the five landmarks) above which the face is "turned away"
 
 
 def sharpness(gray: np.ndarray) -> float:
@@ -40,6 +42,9 @@ class FrameCues:
     brightness: float
     contrast: float
     motion: float
+    seen: bool = False  # a face was detected, usable or not (too small faces are seen but not analysed)
+    yaw: float = 0.0  # degrees, from the landmarks (0 without a face)
+    roll: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -48,7 +53,11 @@ class FaceCues:
 
     Attributes:
         frames: frames analysed in the window (0 when there was no video).
-        face_ratio: fraction of those frames with a face.
+        face_ratio: fraction of those frames with a face that was analysed.
+        seen_ratio: fraction with a detected face, analysed or not (too small): tells "face too small" from
+            "no face in view".
+        yaw, roll: median absolute head yaw / roll in degrees over the frames with a face (not part of
+            :meth:`vector`: the runtime model's face input is unchanged).
     """
 
     frames: int
@@ -59,17 +68,20 @@ class FaceCues:
     brightness: float
     contrast: float
     motion: float
+    seen_ratio: float = 0.0
+    yaw: float = 0.0
+    roll: float = 0.0
 
     def __post_init__(self) -> None:
         for f in fields(self):
             v = getattr(self, f.name)
             if not math.isfinite(v) or v < 0:
                 raise ValueError(f"FaceCues.{f.name} must be finite and >= 0, got {v}")
-        if self.face_ratio > 1.0 or self.stability > 1.0:
+        if self.face_ratio > 1.0 or self.stability > 1.0 or self.seen_ratio > 1.0:
             raise ValueError("face_ratio and stability are fractions in [0, 1]")
 
     @classmethod
-    def from_frames(cls, cues: list[FrameCues]) -> "FaceCues":
+    def from_frames(cls, cues: list[FrameCues]) -> FaceCues:
         if not cues:
             return cls(0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
         with_face = [c for c in cues if c.face_found] or cues
@@ -86,6 +98,9 @@ class FaceCues:
             brightness=med("brightness", with_face),
             contrast=med("contrast", with_face),
             motion=float(np.mean([c.motion for c in cues])),
+            seen_ratio=sum(c.seen or c.face_found for c in cues) / len(cues),
+            yaw=float(np.median([abs(c.yaw) for c in with_face])) if with_face is not cues else 0.0,
+            roll=float(np.median([abs(c.roll) for c in with_face])) if with_face is not cues else 0.0,
         )
 
     def vector(self) -> np.ndarray:
@@ -99,7 +114,7 @@ class FaceCues:
             return ["no video"]
         out = []
         if self.face_ratio < FACE_SEEN:
-            out.append("no face in view")
+            out.append("face too small" if self.seen_ratio >= FACE_SEEN else "no face in view")
         if self.brightness < DARK_BRIGHTNESS:
             out.append("too dark")
         if self.sharpness < BLUR_SHARPNESS:
@@ -108,6 +123,8 @@ class FaceCues:
             out.append("low contrast")
         if self.face_ratio >= FACE_SEEN and self.box_size < SMALL_FACE:
             out.append("face too small")
+        if self.face_ratio >= FACE_SEEN and self.yaw > TURNED_YAW:
+            out.append("face turned away")
         if self.motion > FAST_MOTION:
             out.append("moving fast")
         return out

@@ -18,8 +18,9 @@ Only torch, numpy and OpenCV are needed at runtime (no h5py / Keras).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
-from typing import NamedTuple, Sequence
+from typing import NamedTuple
 
 import cv2
 import numpy as np
@@ -27,8 +28,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from umq.metrics import classification_report  # noqa: F401 (re-exported)
 from umq.labels import EMOTIONS
+from umq.metrics import classification_report  # noqa: F401 (re-exported)
 
 APP_LABELS: tuple[str, ...] = EMOTIONS
 """Label order of every output of this module (the app's Ekman-7 order)."""
@@ -105,7 +106,8 @@ def preprocess_face(gray_crop: np.ndarray, size: int = INPUT_SIZE) -> torch.Tens
 
 def preprocess_batch(crops, size: int = INPUT_SIZE) -> torch.Tensor:
     """A sequence of crops (or a uint8 array [B, H, W]) -> float32 [B, 1, size, size]."""
-    if isinstance(crops, np.ndarray) and crops.ndim == 3 and crops.dtype == np.uint8 and crops.shape[1:] == (size, size):
+    if (isinstance(crops, np.ndarray) and crops.ndim == 3 and crops.dtype == np.uint8
+            and crops.shape[1:] == (size, size)):
         return (torch.from_numpy(crops.astype(np.float32)) / 127.5 - 1.0).unsqueeze(1)
     if len(crops) == 0:
         return torch.zeros(0, 1, size, size)
@@ -205,7 +207,7 @@ class FaceExpressionNet(nn.Module):
 
     @torch.inference_mode()
     def predict(self, batch_uint8_crops, device: str | torch.device | None = None, tta_flip: bool = True,
-                batch_size: int = 256) -> "FacePrediction":
+                batch_size: int = 256) -> FacePrediction:
         """Face crops (sequence of uint8 HxW arrays of any size, uint8 array [B,H,W], or an already preprocessed
         float tensor [B,1,S,S]) -> :class:`FacePrediction` with ``probs`` [B,7] (APP_LABELS order) and
         ``embedding`` [B,E] as float32 numpy arrays. ``tta_flip`` averages the horizontally flipped crop."""
@@ -232,7 +234,8 @@ class FaceExpressionNet(nn.Module):
         finally:
             self.train(was_training)
         if not probs:
-            return FacePrediction(np.zeros((0, len(APP_LABELS)), np.float32), np.zeros((0, self.embedding_dim), np.float32))
+            return FacePrediction(np.zeros((0, len(APP_LABELS)), np.float32),
+                                  np.zeros((0, self.embedding_dim), np.float32))
         return FacePrediction(torch.cat(probs).numpy(), torch.cat(embs).numpy())
 
 

@@ -52,7 +52,7 @@ def keras_to_torch_names() -> dict[str, tuple[str, str]]:
 
 def check_topology(model_config: dict) -> None:
     """Assert the hdf5 graph is the mini-Xception wiring our torch module implements."""
-    layers = {l["name"]: l for l in model_config["config"]["layers"]}
+    layers = {layer["name"]: layer for layer in model_config["config"]["layers"]}
 
     def src(name):
         return [i[0] for i in layers[name]["inbound_nodes"][0]]
@@ -70,13 +70,13 @@ def check_topology(model_config: dict) -> None:
         assert sorted(src(f"add_{k}")) == sorted([pool, f"batch_normalization_{3 * k}"])
         prev = f"add_{k}"
     assert src("conv2d_7") == ["add_4"] and src("global_average_pooling2d_1") == ["conv2d_7"]
-    for l in model_config["config"]["layers"]:
-        c = l["config"]
-        if l["class_name"] == "BatchNormalization":
+    for layer in model_config["config"]["layers"]:
+        c = layer["config"]
+        if layer["class_name"] == "BatchNormalization":
             assert abs(c["epsilon"] - 1e-3) < 1e-9
-        if l["class_name"] == "MaxPooling2D":
+        if layer["class_name"] == "MaxPooling2D":
             assert tuple(c["pool_size"]) == (3, 3) and tuple(c["strides"]) == (2, 2) and c["padding"] == "same"
-        if l["class_name"] == "Conv2D" and tuple(c["kernel_size"]) == (1, 1):
+        if layer["class_name"] == "Conv2D" and tuple(c["kernel_size"]) == (1, 1):
             assert tuple(c["strides"]) == (2, 2)
 
 
@@ -104,7 +104,8 @@ def port_keras_h5(h5_path: str | Path) -> FaceExpressionNet:
                 k = w(layer, "kernel").transpose(3, 2, 0, 1)[FER_TO_APP_PERM]
                 new[f"{prefix}.weight"] = torch.from_numpy(k.copy())
                 new[f"{prefix}.bias"] = torch.from_numpy(w(layer, "bias")[FER_TO_APP_PERM].copy())
-            elif kind == "sep":  # depthwise (kh, kw, cin, 1) -> (cin, 1, kh, kw); pointwise (1,1,cin,cout)->(cout,cin,1,1)
+            # depthwise (kh, kw, cin, 1) -> (cin, 1, kh, kw); pointwise (1, 1, cin, cout) -> (cout, cin, 1, 1)
+            elif kind == "sep":
                 new[f"{prefix}.depthwise.weight"] = torch.from_numpy(
                     w(layer, "depthwise_kernel").transpose(2, 3, 0, 1).copy())
                 new[f"{prefix}.pointwise.weight"] = torch.from_numpy(

@@ -25,8 +25,17 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from umq.perception.face_net import (APP_LABELS, DEFAULT_CONFIG, FaceExpressionNet, classification_report,
-                                     evaluate_face_npz, load_face_net, preprocess_batch, save_face_net, to_app_index)
+from umq.perception.face_net import (
+    APP_LABELS,
+    DEFAULT_CONFIG,
+    FaceExpressionNet,
+    classification_report,
+    evaluate_face_npz,
+    load_face_net,
+    preprocess_batch,
+    save_face_net,
+    to_app_index,
+)
 
 
 def load_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -193,7 +202,7 @@ def main(argv=None) -> int:
     print(f"epoch 0 holdout {json.dumps(start)}  ({time.time() - t_start:.0f}s)", flush=True)
 
     decay, no_decay = [], []
-    for n, p in net.named_parameters():
+    for p in net.parameters():
         if p.requires_grad:
             (no_decay if p.ndim <= 1 else decay).append(p)
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": args.weight_decay},

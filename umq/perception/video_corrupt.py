@@ -9,7 +9,7 @@ the window, so the quality lab applies them to the frame list (:func:`drop_frame
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import cv2
 import numpy as np

@@ -303,6 +303,10 @@ class Analyzer:
         return ModalityPerception(text_vector(emb, probs, tc), True, "", flags, tc.to_json(), probs), text
 
     def _perceive_video(self, w: Window, ff) -> tuple[ModalityPerception, tuple[FaceReport, ...]]:
+        """The primary face drives the model input; every face of the newest frame (primary first, at most the
+        tracker's ``max_faces``) becomes a :class:`FaceReport` with its own expression prediction."""
+        from umq.perception.face_cues import FACE_SEEN
+
         vh = w.video.health
         if ff is None:
             return ModalityPerception(torch.zeros(DIMS["face"], device=self.device), False,
@@ -311,10 +315,20 @@ class Analyzer:
         probs = masked_mean(ff.probs, ff.mask)
         ratio = vh.received / vh.expected if vh.expected else 1.0
         problems = ff.cues.problems()
-        present = "no face in view" not in problems and "no video" not in problems
+        present = ff.cues.frames > 0 and ff.cues.face_ratio >= FACE_SEEN
         faces: tuple[FaceReport, ...] = ()
-        if ff.box is not None:
-            faces = (FaceReport(0, tuple(int(v) for v in ff.box), primary=True),)  # type: ignore[arg-type]
+        if ff.faces:
+            analysed = [o.probs for o in ff.faces if o.probs is not None]
+            host = to_host(torch.stack(analysed).float()).astype(np.float64) if analysed else None  # one copy
+            k, reports = 0, []
+            for j, o in enumerate(ff.faces):
+                pred = None
+                if o.probs is not None and host is not None:
+                    pred = Prediction(_distribution(host[k]))
+                    k += 1
+                reports.append(FaceReport(int(o.track_id), tuple(int(v) for v in o.box),  # type: ignore[arg-type]
+                                          primary=j == 0, score=float(o.score), prediction=pred))
+            faces = tuple(reports)
         cues = {k: round(float(v), 4) for k, v in ff.cues.__dict__.items()}
         flags = tuple(problems) if present else ()
         return ModalityPerception(face_vector(emb, probs, ff.cues, ratio), present,

@@ -22,6 +22,7 @@ import collections
 import dataclasses
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -73,7 +74,7 @@ class Telemetry:
         stage_ms: per stage, latency percentiles ``{"n", "p50", "p95", "p99"}`` in milliseconds.
         end_to_end_ms: percentiles of capture-to-result latency (session time of the result minus the window end).
         sources: modality -> ``{"state", "reason"}`` as last reported by its source.
-        video_fps: measured frame rate of the frames reaching the buffer over the last seconds.
+        video_fps: frames per second received over the last 2 s of wall time (0 when none arrive).
         buffer: item counts held by the time-aligned buffer.
         errors: per stage, windows that failed (skipped) and the last error message.
     """
@@ -90,6 +91,16 @@ class Telemetry:
     buffer: dict[str, int] = field(default_factory=dict)
     errors: dict[str, int] = field(default_factory=dict)
     last_error: str = ""
+
+
+def arrival_rate(arrivals: list[float], now: float, span: float = 2.0) -> float:
+    """Frames per second actually received over the last ``span`` seconds of wall time (0 when none arrived);
+    over a shorter span while the run is younger than ``span``."""
+    recent = [a for a in arrivals if now - a <= span]
+    if not recent:
+        return 0.0
+    first = arrivals[0]
+    return len(recent) / max(min(span, now - first), 1e-3) if now - first >= 0.25 else 0.0
 
 
 class Engine:
@@ -113,7 +124,7 @@ class Engine:
         self._window_sinks: list[Callable[[Window], None]] = []
         self.clock: Clock = SessionClock()
         self.buffer = TimeAlignedBuffer()
-        self._frame_times: collections.deque[float] = collections.deque(maxlen=120)
+        self._frame_times: collections.deque[float] = collections.deque(maxlen=600)
         self._latest_frame: VideoFrame | None = None
         self._statuses: dict[str, dict] = {}
         self._e2e: LatencyStats | None = None
@@ -270,6 +281,7 @@ class Engine:
         with self._lock:
             self.results.clear()
         self._windows, self._statuses, self._latest_frame = 0, {}, None
+        self._frame_times.clear()
         self._e2e = LatencyStats()
         self._produced = 0
         self._failure, self._replay_over = None, False
@@ -280,7 +292,7 @@ class Engine:
         """Side sink: latest frame for previews, measured fps, source states. Cheap and non-blocking."""
         if isinstance(packet, VideoFrame):
             self._latest_frame = packet
-            self._frame_times.append(packet.t)
+            self._frame_times.append(time.monotonic())  # arrivals, not stamps: true in every mode
         elif isinstance(packet, SourceStatus) and packet.modality is not None:
             self._statuses[packet.modality.value] = {"state": packet.state.value, "reason": packet.reason}
 
@@ -327,8 +339,7 @@ class Engine:
 
     def telemetry(self) -> Telemetry:
         p = self._pipeline
-        times = list(self._frame_times)
-        fps = (len(times) - 1) / (times[-1] - times[0]) if len(times) > 2 and times[-1] > times[0] else 0.0
+        fps = arrival_rate(list(self._frame_times), time.monotonic())
         return Telemetry(
             mode=self.mode,
             session_t=self.now(),

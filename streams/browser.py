@@ -72,14 +72,52 @@ class BrowserCamera(_PushSource):
 
 
 class BrowserMicrophone(_PushSource):
-    """Audio pushed as ``(rate, samples)``: int16 or float, mono or ``[n, channels]``; resampled to 16 kHz."""
+    """Audio pushed as ``(rate, samples)``: int16 or float, mono or ``[n, channels]``; resampled to 16 kHz.
+
+    Chunks of a continuous browser stream arrive with network and queue jitter: stamping each at "arrival minus
+    its length" would leave gaps and overlaps between consecutive chunks although no sample was lost. So a chunk
+    continues the previous one (sample-exact) while that keeps the stream within ``max_lag_s`` of the clock;
+    only a real pause (nothing pushed for longer) restarts the stream at arrival time.
+    :attr:`coverage` says how much of the time since the first chunk the received audio covers.
+    """
 
     modality = Modality.AUDIO
 
-    def __init__(self, clock: Clock, sink: Sink | None = None, name: str = "browser microphone") -> None:
+    def __init__(self, clock: Clock, sink: Sink | None = None, name: str = "browser microphone",
+                 max_lag_s: float = 1.0) -> None:
         super().__init__(name, clock, sink)
         self._resampler = None
         self._rate: int | None = None
+        self.max_lag_s = max_lag_s
+        self._next_t: float | None = None
+        self._first_t: float | None = None
+        self.received_s = 0.0
+        self.restarts = 0
+
+    @property
+    def coverage(self) -> float:
+        """Seconds of audio received / seconds since the first chunk started (1.0 = no gap), or 0 before any."""
+        if self._first_t is None:
+            return 0.0
+        span = max(self.clock.now() - self._first_t, 1e-6)
+        return min(1.0, self.received_s / span)
+
+    def _place(self, n: int, now: float) -> float:
+        """Start time of a chunk of ``n`` samples arriving at ``now`` (see the class docstring)."""
+        dur = n / AUDIO_RATE
+        arrival_start = max(0.0, now - dur)
+        nxt = self._next_t
+        if nxt is None or arrival_start - nxt > self.max_lag_s or nxt - arrival_start > self.max_lag_s:
+            if nxt is not None:
+                self.restarts += 1
+            t0 = arrival_start
+        else:
+            t0 = nxt
+        self._next_t = t0 + dur
+        if self._first_t is None:
+            self._first_t = t0
+        self.received_s += dur
+        return t0
 
     def push(self, rate: int, samples: np.ndarray) -> bool:
         if not self._running:
@@ -106,8 +144,9 @@ class BrowserMicrophone(_PushSource):
                 x = self._resampler.resample_chunk(x)
         if x.size == 0:
             return True
-        t_end = self.clock.now()
-        chunk = AudioChunk(max(0.0, t_end - x.size / AUDIO_RATE), np.clip(x, -1.0, 1.0).astype(np.float32))
+        with self._lock:
+            t0 = self._place(x.size, self.clock.now())
+        chunk = AudioChunk(t0, np.clip(x, -1.0, 1.0).astype(np.float32))
         if self.status.state != SourceState.RUNNING:
             self._set_status(SourceState.RUNNING)
         self._emit(chunk)

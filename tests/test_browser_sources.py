@@ -1,6 +1,8 @@
 """Browser capture sources: pushed frames and audio become packets on the session clock; bad input is refused."""
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 
 from streams.browser import BrowserCamera, BrowserMicrophone
@@ -51,3 +53,24 @@ def test_audio_is_resampled_to_16k_mono_float():
     assert not mic.push(16_000, np.zeros((0,), np.float32)) and not mic.push(0, np.ones(10))
     assert mic.push(16_000, np.array([np.nan, np.inf, 0.1], np.float32))  # sanitised, not refused
     assert np.isfinite([p for p in got if isinstance(p, AudioChunk)][-1].samples).all()
+
+
+def test_jittered_arrivals_of_a_continuous_stream_leave_no_gaps():
+    """Chunks of 250 ms arriving early, late and in bursts are placed back to back; a real pause restarts."""
+    clock = SimulatedClock(None)
+    mic = BrowserMicrophone(clock)
+    got = _collect(mic)
+    rng = np.random.default_rng(0)
+    t = 0.0
+    for k in range(40):
+        t = (k + 1) * 0.25 + rng.uniform(-0.2, 0.3)  # arrival jitter up to 300 ms
+        clock.advance_to(max(t, clock.now()))
+        assert mic.push(16_000, np.full(4000, 0.1, np.float32))
+    chunks = [p for p in got if isinstance(p, AudioChunk)]
+    for a, b in itertools.pairwise(chunks):
+        assert abs(b.t - (a.t + a.samples.size / AUDIO_RATE)) < 1e-6  # contiguous
+    assert mic.restarts == 0 and mic.coverage > 0.95
+    clock.advance_to(clock.now() + 5.0)  # the browser stopped sending for 5 s
+    assert mic.push(16_000, np.full(4000, 0.1, np.float32))
+    last = [p for p in got if isinstance(p, AudioChunk)][-1]
+    assert mic.restarts == 1 and abs(last.t - (clock.now() - 0.25)) < 1e-6

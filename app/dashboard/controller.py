@@ -1,22 +1,21 @@
 """The dashboard's framework-neutral core: one engine, one analyzer, the quality lab, recording and replay.
 
 The Gradio layer (:mod:`app.dashboard.ui`) only calls these methods and renders :class:`DashboardState`;
-everything here is testable without a browser. One controller serves one dashboard process (a lab instrument
-for one person at a time, not a multi-user service).
+everything here is testable without a browser. What the dashboard *says* is derived from the engine's state on
+every read (:meth:`DashboardController.phase`), never from text written once and left standing; messages a
+person must read (refusals, saved recordings, failures) go to an :class:`~.events.EventLog`. Changing anything
+needs control (:mod:`.control`): one browser session at a time, the others watch read-only.
 """
 from __future__ import annotations
 
 import dataclasses
 import logging
 import os
-import tempfile
+import secrets
 import threading
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
-
-import numpy as np
 
 from streams.clock import SessionClock
 from streams.packets import FrameDecodeError, Modality, VideoFrame
@@ -24,45 +23,27 @@ from streams.replay import Replay
 from umq.result import Result
 
 from ..capture import Capture, CaptureOptions, build_capture
-from ..engine import Engine, EngineConfig, Telemetry
+from ..engine import Engine, EngineConfig
 from ..paths import DEMO_SESSION
+from .access import DeviceChoiceError, ReplayPathError, check_devices, check_replay_path
+from .control import ControlLease, NotInControl
+from .events import EventLog
+from .state import DashboardState, demo_script
+from .uploads import VIDEO_SUFFIXES, UploadError, UploadStore
 
 log = logging.getLogger(__name__)
 
-VIDEO_SUFFIXES = (".mp4", ".mkv", ".webm", ".avi", ".mov")
+__all__ = [
+    "VIDEO_SUFFIXES",
+    "DashboardController",
+    "DashboardState",
+    "DeviceChoiceError",
+    "NotInControl",
+    "ReplayPathError",
+]
+PREVIEW_MAX_AGE_S = 1.0  # a running preview older than this (session time) is not shown as the current picture
+FRAME_GAP_S = 0.5  # a recorded frame older than this at the scrubbed time is not "the frame at that time"
 
-
-class ReplayPathError(ValueError):
-    """A replay path the dashboard refuses: outside the allowed folders, missing, or not a session/video."""
-
-
-@dataclass
-class DashboardState:
-    """Everything the dashboard draws, as of one moment.
-
-    Attributes:
-        mode: ``idle``, ``live`` or ``replay``.
-        source: what is playing ("demo session", "camera 0 + microphone", a replay path).
-        message: a sentence for the status line (why the demo is playing, what failed, replay finished).
-        result: the newest :class:`~umq.result.Result` (None before the first window).
-        frame: the newest camera frame, BGR (None without video).
-        history: results of the last ``seconds`` of session time, oldest first.
-        telemetry: the engine's :class:`~app.engine.Telemetry`.
-        recording: the session folder being recorded, or None.
-        transcript: the newest transcript lines seen in results (oldest first).
-        finished: True when a replay has played to its end.
-    """
-
-    mode: str
-    source: str
-    message: str
-    result: Result | None
-    frame: np.ndarray | None
-    history: list[Result]
-    telemetry: Telemetry
-    recording: str | None = None
-    transcript: list[str] = field(default_factory=list)
-    finished: bool = False
 
 
 class _Switch:
@@ -86,20 +67,27 @@ class DashboardController:
             that is always allowed); default: the demo session's folder and the current directory.
         record_dir: where "Record" writes session folders.
         loop_demo: restart the demo session when it ends (the default screen never goes stale).
+        max_upload_bytes: the largest uploaded video; the upload folder holds at most twice that.
+
+    Every method that changes what runs takes ``session`` (the browser session's id; ``None`` = the operator,
+    e.g. the command line) and raises :class:`~.control.NotInControl` when another session holds control.
     """
 
     def __init__(self, analyzer_factory: Callable, allowed_roots: list[Path] | None = None,
                  record_dir: Path | None = None, loop_demo: bool = True,
-                 engine_config: EngineConfig | None = None) -> None:
+                 engine_config: EngineConfig | None = None, max_upload_bytes: int = 200 * 2**20) -> None:
         self._factory = analyzer_factory
         self._analyzer = None
         self._engine: Engine | None = None
         self._engine_config = engine_config or EngineConfig()
-        self.upload_dir = Path(tempfile.mkdtemp(prefix="umq-uploads-"))
+        self.uploads = UploadStore(max_upload_bytes)
         self.allowed_roots = [p.resolve() for p in (allowed_roots or [DEMO_SESSION.parent, Path.cwd()])]
-        self.allowed_roots.append(self.upload_dir.resolve())
+        self.allowed_roots.append(self.uploads.dir.resolve())
         self.record_dir = Path(record_dir or Path.cwd() / "recordings")
         self.loop_demo = loop_demo
+        self.events = EventLog()
+        self.control = ControlLease()
+        self.operator_camera: str | None = None
         self._lock = threading.RLock()
         self._capture: Capture | None = None
         self._text_source = None
@@ -108,13 +96,24 @@ class DashboardController:
         self._recorder = None
         self._record_windows: _RecordWindows | None = None
         self._replay_path: Path | None = None
+        self._last_path: Path | None = None
         self._replay_speed: float | None = 1.0
         self.source = ""
-        self.message = ""
         self._demo = False
+        self._stopped = False
         self._watch: threading.Thread | None = None
         self._asr = None
         self._devices: tuple[list, list | str] | None = None
+        self.browser_token = ""  # handed to the session that started browser capture (see browser_routes)
+
+    @property
+    def upload_dir(self) -> Path:
+        return self.uploads.dir
+
+    def say(self, text: str, level: str = "info") -> str:
+        """Log a message for the person (toast + event log) and return it."""
+        self.events.add(text, level)
+        return text
 
     # -- devices ------------------------------------------------------------------------------------------
     def devices(self) -> tuple[list, list | str]:
@@ -125,6 +124,15 @@ class DashboardController:
 
             self._devices = (list_cameras(max_index=2), list_microphones())
         return self._devices
+
+    def camera_choices(self) -> list[str]:
+        """What the camera picker may offer: ``none``, probed indices, and the operator's ``--camera``."""
+        out = ["none"] + [str(c.id) for c in self.devices()[0]]
+        return out + (["command line"] if self.operator_camera else [])
+
+    def check_devices(self, camera: str | None, mic: str | None) -> tuple[str, str | None]:
+        """Map picker values to capture options (:func:`.access.check_devices`)."""
+        return check_devices(camera, mic, self.camera_choices(), self.devices()[1], self.operator_camera)
 
     # -- engine -------------------------------------------------------------------------------------------
     @property
@@ -143,18 +151,31 @@ class DashboardController:
     def lab(self):
         return self.analyzer.lab
 
+    def set_lab(self, settings, session: str | None = None) -> None:
+        """Apply quality-lab settings (needs control: another session's lab is not silently undone)."""
+        self.control.claim(session)
+        self.lab.set(settings)
+
+    def reset_lab(self, session: str | None = None) -> None:
+        self.control.claim(session)
+        self.lab.reset()
+
     # -- starting and stopping ---------------------------------------------------------------------------
-    def start_live(self, opts: CaptureOptions | None = None, browser: bool = False, asr: bool = False) -> str:
+    def start_live(self, opts: CaptureOptions | None = None, browser: bool = False, asr: bool = False,
+                   session: str | None = None) -> str:
         """Capture from devices (or the browser's camera and microphone); returns the status message.
 
         ``asr``: transcribe the microphone with Whisper tiny.en (faster-whisper) into the transcript stream.
         """
         from streams.transcript import TranscriptSource
 
+        self.control.claim(session)
         with self._lock:
             self.stop()
             clock = SessionClock()
             opts = opts or CaptureOptions(source="devices")
+            if session is None and opts.camera not in (None, "none") and not str(opts.camera).isdigit():
+                self.operator_camera = str(opts.camera)  # the operator's file/URL: offered as "command line"
             if browser:
                 from streams.browser import BrowserCamera, BrowserMicrophone
 
@@ -163,6 +184,7 @@ class DashboardController:
                 cap = Capture([cam, mic], {Modality.VIDEO: {**info, "name": cam.name},
                                            Modality.AUDIO: {**info, "name": mic.name}})
                 self._browser = {"video": cam, "audio": mic}
+                self.browser_token = secrets.token_urlsafe(24)
             else:
                 cap = build_capture(opts, clock)
                 self._browser = {}
@@ -177,29 +199,34 @@ class DashboardController:
             if asr and self._text_source is not None:
                 sinks.append(self._start_asr(self._text_source))
             self.engine.start_live(cap, clock, extra_sinks=sinks)
-            self._demo = False
+            self._demo, self._stopped, self._last_path = False, False, None  # scrubbing shows no old file's frames
             self.source = "browser camera + microphone" if browser else _describe_capture(cap)
-            self.message = f"Live analysis: {self.source}."
-            return self.message
+            return self.say(f"Live analysis started: {self.source}.")
 
     def start_replay(self, path: str | os.PathLike, speed: float | None = 1.0, demo: bool = False,
-                     message: str | None = None) -> str:
+                     message: str | None = None, session: str | None = None) -> str:
         """Replay a session folder or a video file through the same engine (``speed=None``: as fast as possible)."""
+        self.control.claim(session)
         p = self.check_replay_path(path)
         with self._lock:
             self.stop()
             self.analyzer.reset()
             replay = Replay(p, speed=speed)
             self.engine.start_replay(replay)
-            self._replay_path, self._replay_speed, self._demo = p, speed, demo
-            self.source = "demo session" if demo else str(p)
-            self.message = message or f"Replaying {self.source} at {'max speed' if speed is None else f'{speed:g}x'}."
+            self._replay_path, self._replay_speed, self._demo, self._stopped = p, speed, demo, False
+            self._last_path = p
+            self.source = "demo session" if demo else self._display_name(p)
             self._start_watch()
-            return self.message
+            return self.say(message or f"Replaying {self.source} at {_speed(speed)}.")
 
-    def start_demo(self, reason: str = "") -> str:
+    def start_demo(self, reason: str = "", session: str | None = None) -> str:
         msg = "Playing the bundled demo session (assets/demo_session)"
-        return self.start_replay(DEMO_SESSION, 1.0, demo=True, message=f"{msg}{': ' + reason if reason else ''}.")
+        return self.start_replay(DEMO_SESSION, 1.0, demo=True, message=f"{msg}{': ' + reason if reason else ''}.",
+                                 session=session)
+
+    def _display_name(self, p: Path) -> str:
+        """Uploads are named "uploaded video", not by their private temporary path."""
+        return "uploaded video" if self.uploads.dir.resolve() in p.parents else str(p)
 
     def _start_asr(self, text_source):
         """Feed microphone chunks to a streaming Whisper transcriber whose segments join the transcript."""
@@ -215,25 +242,28 @@ class DashboardController:
 
         return tap
 
-    def stop(self) -> None:
+    def stop(self, session: str | None = None) -> None:
+        """Stop whatever runs; the last result and frame stay, marked stale ("stopped at t = ...")."""
+        self.control.claim(session)
         with self._lock:
             if self._asr is not None:
                 self._asr.stop()
                 self._asr = None
-            self.stop_recording()
+            saved = self.stop_recording()
+            if saved:
+                self.say(f"Recording saved to {saved}.")
             if self._engine is not None and self._engine.mode != "idle":
                 self._engine.stop()
+                self._stopped = True
             self._capture, self._text_source, self._browser = None, None, {}
-            self._replay_path = None
+            self._replay_path, self.browser_token = None, ""
 
     def close(self) -> None:
         self.stop()
-        import shutil
-
-        shutil.rmtree(self.upload_dir, ignore_errors=True)
+        self.uploads.close()
 
     def _start_watch(self) -> None:
-        """Loop the demo when it ends; say "finished" for other replays."""
+        """Loop the demo when it ends; log "finished" (or the failure) for other replays."""
         if self._watch is not None and self._watch.is_alive():
             return
 
@@ -244,15 +274,18 @@ class DashboardController:
                     eng = self._engine
                     if self._replay_path is None or eng is None or eng.mode != "replay":
                         return
+                    failure = getattr(eng, "failure", None)
+                    if failure:
+                        self.say(f"Replay of {self.source} failed: {failure}", "error")
+                        return
                     if not eng.replay_finished:
                         continue
                     if self._demo and self.loop_demo:
                         log.info("demo session ended: starting it again")
-                        msg = self.message
                         self._watch = None
-                        self.start_replay(DEMO_SESSION, 1.0, demo=True, message=msg)
+                        self.start_replay(DEMO_SESSION, 1.0, demo=True, message="The demo session starts again.")
                         return
-                    self.message = f"Replay of {self.source} finished."
+                    self.say(f"Replay of {self.source} finished.")
                     return
 
         self._watch = threading.Thread(target=watch, name="replay-watch", daemon=True)
@@ -260,40 +293,28 @@ class DashboardController:
 
     # -- replay paths -------------------------------------------------------------------------------------
     def check_replay_path(self, path: str | os.PathLike) -> Path:
-        """Resolve ``path`` and refuse anything outside :attr:`allowed_roots` (no traversal from the UI)."""
-        from streams.session import is_session_dir
+        """Resolve ``path`` and refuse anything outside :attr:`allowed_roots` (:func:`.access.check_replay_path`)."""
+        return check_replay_path(path, self.allowed_roots, hidden=[self.uploads.dir.resolve()])
 
-        p = Path(path).expanduser()
+    def accept_upload(self, tmp_path: str | os.PathLike, max_bytes: int | None = None,
+                      transcript: str | os.PathLike | None = None) -> Path:
+        """Check an uploaded video (and optional .srt/.vtt) and move it into the private upload folder, replacing
+        the previous upload; refused files are deleted. Raises :class:`ReplayPathError` with the reason."""
+        if max_bytes is not None:
+            self.uploads.max_bytes = max_bytes
         try:
-            p = p.resolve(strict=True)
-        except (OSError, RuntimeError):
-            raise ReplayPathError(f"{path}: no such session folder or video file") from None
-        if not any(p == r or r in p.parents for r in self.allowed_roots):
-            roots = ", ".join(str(r) for r in self.allowed_roots)
-            raise ReplayPathError(f"{path} is outside the folders the dashboard may read ({roots}); "
-                                  "start the app with --allow DIR to add one")
-        if not (is_session_dir(p) or (p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES)):
-            raise ReplayPathError(f"{path} is neither a session folder (meta.json) nor a video file "
-                                  f"({', '.join(VIDEO_SUFFIXES)})")
-        return p
-
-    def accept_upload(self, tmp_path: str | os.PathLike, max_bytes: int) -> Path:
-        """Move an uploaded video into the private upload folder after checking its size and type."""
-        src = Path(tmp_path)
-        if src.suffix.lower() not in VIDEO_SUFFIXES:
-            raise ReplayPathError(f"{src.name}: only video files ({', '.join(VIDEO_SUFFIXES)}) can be uploaded")
-        size = src.stat().st_size
-        if size > max_bytes:
-            raise ReplayPathError(f"{src.name} is {size / 2**20:.0f} MiB; the limit is {max_bytes / 2**20:.0f} MiB")
-        dst = self.upload_dir / f"upload-{int(time.time() * 1000)}{src.suffix.lower()}"
-        dst.write_bytes(src.read_bytes())
-        return dst
+            return self.uploads.accept(tmp_path, transcript)[0]
+        except (UploadError, OSError) as exc:
+            raise ReplayPathError(str(exc)) from None
 
     # -- live extras ----------------------------------------------------------------------------------------
     def type_line(self, text: str) -> bool:
         """Add a transcript line typed in the UI (live only)."""
         src = self._text_source
         return src is not None and src.push(text) is not None
+
+    def browser_token_ok(self, token: str) -> bool:
+        return bool(self.browser_token) and secrets.compare_digest(token, self.browser_token)
 
     def push_browser_frame(self, rgb) -> bool:
         cam = self._browser.get("video")
@@ -303,9 +324,18 @@ class DashboardController:
         mic = self._browser.get("audio")
         return bool(mic and mic.push(rate, samples))
 
-    def start_recording(self) -> str:
+    def browser_stats(self) -> dict:
+        """What this browser's capture delivered: audio seconds, coverage (1 = no gaps), restarts, frames."""
+        mic, cam = self._browser.get("audio"), self._browser.get("video")
+        if mic is None:
+            return {}
+        return {"audio_s": round(mic.received_s, 3), "audio_coverage": round(mic.coverage, 4),
+                "audio_restarts": mic.restarts, "frames": getattr(cam, "_index", 0)}
+
+    def start_recording(self, session: str | None = None) -> str:
         from streams.recorder import SessionRecorder
 
+        self.control.claim(session)
         with self._lock:
             if self._capture is None:
                 raise RuntimeError("recording needs live capture: start live analysis first")
@@ -321,7 +351,8 @@ class DashboardController:
             self.engine.on_window(self._record_windows)
             return str(out)
 
-    def stop_recording(self) -> str | None:
+    def stop_recording(self, session: str | None = None) -> str | None:
+        self.control.claim(session)
         with self._lock:
             rec, self._recorder = self._recorder, None
             self._record_switch.target = None
@@ -334,6 +365,31 @@ class DashboardController:
             return str(rec.path)
 
     # -- reading ---------------------------------------------------------------------------------------------
+    def phase(self) -> tuple[str, str]:
+        """``(phase, status sentence)`` from the engine's state right now (see :data:`PHASES`)."""
+        eng = self.engine
+        failure = getattr(eng, "failure", None)
+        last = eng.latest_result()
+        at = f" at t = {last.t1:.1f} s" if last is not None else ""
+        if failure:
+            return "failed", f"Failed: {failure}"
+        if eng.mode == "live":
+            if self._recorder is not None:
+                return "recording", f"Live analysis: {self.source}; recording to {self._recorder.path}."
+            return "live", f"Live analysis: {self.source}."
+        if eng.mode == "replay":
+            if eng.replay_finished:
+                return "finished", f"Replay of {self.source} finished{at}."
+            return "replay", f"Replaying {self.source} at {_speed(self._replay_speed)}, t = {eng.now():.1f} s."
+        if self._stopped and last is not None:
+            return "idle", f"Idle: stopped{at} ({self.source}); the results shown are from then."
+        if self._stopped:
+            return "idle", f"Idle: stopped ({self.source}) before its first result."
+        return "idle", "Idle: nothing is playing. Start live analysis, play the demo or open a replay."
+
+    def status(self) -> str:
+        return self.phase()[1]
+
     def state(self, seconds: float = 60.0) -> DashboardState:
         eng = self.engine
         hist = eng.history()
@@ -346,13 +402,28 @@ class DashboardController:
                 lines.append(t)
         frame = eng.latest_frame()
         recording = str(self._recorder.path) if self._recorder is not None else None
-        return DashboardState(eng.mode, self.source, self.message, latest, _pixels(frame),
-                              recent, eng.telemetry(), recording, lines[-8:], eng.replay_finished)
+        phase, status = self.phase()
+        stale = phase in ("idle", "failed") and latest is not None
+        if frame is not None and not stale and eng.now() - frame.t > PREVIEW_MAX_AGE_S:
+            frame = None  # the camera stopped delivering: show "no video", not the last face as if live
+        return DashboardState(eng.mode, self.source, status, latest, _pixels(frame), recent, eng.telemetry(),
+                              recording, lines[-8:], eng.replay_finished, phase=phase, stale=stale,
+                              stopped_at=latest.t1 if stale else None, failure=getattr(eng, "failure", None),
+                              script=self.script())
+
+    def script(self) -> dict[str, tuple[float, float]]:
+        """The demo's scripted stretches (``meta.json`` ``script``) when the demo is what was last played."""
+        p = self._last_path
+        if p is None or p.resolve() != DEMO_SESSION.resolve():
+            return {}
+        return demo_script()
 
     def lab_view(self):
         """The newest frame (BGR) as perception sees it under the quality lab's settings; None when the lab has the
         camera off or there is no frame. A frame the lab drops is shown as the others would look."""
         frame = self.engine.latest_frame()
+        if frame is not None and self.engine.mode != "idle" and self.engine.now() - frame.t > PREVIEW_MAX_AGE_S:
+            return None
         s = self.lab.settings
         if frame is None or not s.video_active:
             return _pixels(frame)
@@ -364,15 +435,21 @@ class DashboardController:
     def full_history(self) -> list[Result]:
         return self.engine.history()
 
+    def window_at(self, t: float) -> Result | None:
+        """The window *centred* nearest to ``t`` (the frame at ``t`` lies in its middle, not at its end)."""
+        h = self.full_history()
+        return min(h, key=lambda r: abs((r.t0 + r.t1) / 2 - t), default=None)
+
     def frame_at(self, t: float):
-        """The replayed session's frame at session time ``t`` (BGR) for scrubbing, or None."""
-        p = self._replay_path
-        if p is None:
+        """The replayed (or last replayed) session's frame at session time ``t`` (BGR) for scrubbing, or None."""
+        p = self._replay_path or self._last_path
+        if p is None or not p.exists():
             return None
         if p.is_dir():
             from streams.session import SessionReader
 
-            return _pixels(SessionReader(p).frame_at(t))
+            f = SessionReader(p).frame_at(t)
+            return _pixels(f) if f is not None and t - f.t <= FRAME_GAP_S else None  # camera off: no old face
         import cv2
 
         cap = cv2.VideoCapture(str(p))
@@ -382,6 +459,10 @@ class DashboardController:
             return img if ok else None
         finally:
             cap.release()
+
+
+def _speed(speed: float | None) -> str:
+    return "max speed" if speed is None else f"{speed:g}x"
 
 
 def _pixels(frame: VideoFrame | None):

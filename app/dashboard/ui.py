@@ -1,283 +1,166 @@
 """The Gradio 6 dashboard: Live, Replay and Quality lab tabs over one :class:`DashboardController`.
 
-A thin layer: every callback calls the controller and renders with :mod:`app.dashboard.render`. One timer
-(``REFRESH_S``) pulls the controller's state; nothing here waits on the model.
+A thin layer: callbacks call the controller and render with :mod:`.render` / :mod:`.plots`. One timer
+(``REFRESH_S``) pulls the controller's state for every tab; nothing here waits on the model. Each tab's widgets
+and callbacks live in their own module (:mod:`.ui_live`, :mod:`.ui_replay`, :mod:`.ui_lab`), the named API for
+programs in :mod:`.ui_api`. Internal events are ``api_visibility="private"``: the API page lists only the named
+endpoints.
 """
 from __future__ import annotations
 
-import json
+import atexit
 import logging
-import tempfile
+import signal
+import threading
 
 import gradio as gr
 
-from umq.runtime.lab import LabSettings
-
 from . import render
-from .controller import DashboardController, ReplayPathError
+from .browser_routes import browser_routes
+from .controller import DashboardController, NotInControl
+from .events import log_html
+from .throttle import LoginThrottle
+from .ui_api import add_api
+from .ui_lab import build_lab
+from .ui_live import build_live
+from .ui_replay import build_replay
 
 log = logging.getLogger(__name__)
 
 REFRESH_S = 0.5
 MAX_UPLOAD_BYTES = 200 * 2**20
-PLOT_POINTS = 1500  # results drawn on a replay timeline (downsampled beyond)
-EMOTION_LINES = dict(color="emotion", y_lim=[0, 1], color_map=render.EMOTION_COLOURS,
-                     colors_in_legend=list(render.EMOTION_COLOURS))
-QUALITY_LINES = dict(color="modality", y_lim=[0, 1], color_map=render.MODALITY_COLOURS,
-                     colors_in_legend=list(render.MODALITY_COLOURS))
+
+
+BROWSER_ID_JS = """
+() => {
+  // one id per browser (kept across reloads), so that reloading the page keeps control
+  let id = localStorage.getItem('umq-browser-id');
+  if (!id) { id = 'b-' + Math.random().toString(36).slice(2) + Date.now().toString(36);
+             localStorage.setItem('umq-browser-id', id); }
+  return id;
+}
+"""
+
+
+def session_of(request: gr.Request | None, browser_id: str | None = None) -> str | None:
+    """Who is asking: this browser (its id, kept across reloads), else the Gradio session (an API client); None
+    outside a request (the operator)."""
+    return (browser_id or "").strip() or getattr(request, "session_hash", None) or None
+
+
+def guarded(ctl: DashboardController, fn, request: gr.Request | None, *args, browser_id: str | None = None):
+    """Run ``fn(session, *args)``; a refusal becomes a warning toast and an event, never a crash or a stale line."""
+    try:
+        return fn(session_of(request, browser_id), *args)
+    except NotInControl as exc:
+        gr.Warning(str(exc))
+        return None
+    except (ValueError, OSError, RuntimeError) as exc:
+        ctl.say(str(exc), "warning")
+        return None
+
+
+def status_html(ctl: DashboardController, phase: str, status: str, session: str | None) -> str:
+    ro = ctl.control.read_only(session)
+    colour = {"failed": "#b42318", "idle": "#57606a", "finished": "#57606a"}.get(phase, "#1a7f37")
+    note = (" <span class='umq-readonly' style='color:#b35900'>(read-only: controlled by another session)"
+            "</span>") if ro else ""
+    b = ctl.browser_stats() if phase in ("live", "recording") else {}
+    extra = (f" This browser's microphone: {b['audio_s']:.0f} s received, {b['audio_coverage']:.0%} of the time "
+             f"covered; camera: {b['frames']} frames." if b else "")
+    attrs = (f" data-audio-s='{b['audio_s']}' data-audio-coverage='{b['audio_coverage']}' "
+             f"data-frames='{b['frames']}'" if b else "")
+    return (f"<div id='umq-status-line' data-phase='{phase}' data-read-only='{int(ro)}'{attrs}>"
+            f"<span class='umq-badge' style='background:{colour}'>{phase.upper()}</span> {render.esc(status)}"
+            f"{extra}{note}</div>")
 
 
 def build_ui(ctl: DashboardController, browser_capture: bool = True) -> gr.Blocks:
-    found_cams, found_mics = ctl.devices()
-    cams = [str(c.id) for c in found_cams]
-    mics = [] if isinstance(found_mics, str) else [f"{m.id}: {m.name}" for m in found_mics]
     with gr.Blocks(title="UMQ live affect analysis") as demo:
         gr.Markdown("## UMQ — multimodal emotion that stays right when inputs go bad")
-        status = gr.Markdown(elem_id="umq-status")
+        seen = gr.State(-1)  # the last event this page has toasted
+        bid = gr.Textbox(visible=False, elem_id="umq-browser-id")
+        demo_banner = gr.HTML(elem_id="umq-demo-banner")
+        status = gr.HTML(elem_id="umq-status")
+        with gr.Accordion("Messages (newest first)", open=True):
+            events = gr.HTML(elem_id="umq-log")
         with gr.Tabs():
-            # ------------------------------------------------------------------------------------- live
             with gr.Tab("Live", id="live"):
-                with gr.Row():
-                    cam_dd = gr.Dropdown(["none"] + cams, value=cams[0] if cams else "none", label="Camera",
-                                         allow_custom_value=True, scale=1)
-                    mic_dd = gr.Dropdown(["none", "default"] + mics, value="default" if mics else "none",
-                                         label="Microphone", allow_custom_value=True, scale=2)
-                    start_btn = gr.Button("Start live", variant="primary", elem_id="btn-live")
-                    demo_btn = gr.Button("Play demo", elem_id="btn-demo")
-                    stop_btn = gr.Button("Stop", elem_id="btn-stop")
-                    rec_btn = gr.Button("Record", elem_id="btn-record")
-                with gr.Row():
-                    with gr.Column(scale=3):
-                        preview = gr.Image(label="Camera", type="numpy", interactive=False, elem_id="live-preview",
-                                           height=360)
-                    with gr.Column(scale=2):
-                        headline = gr.HTML(elem_id="live-headline")
-                        probs = gr.Label(label="Emotion", num_top_classes=7, elem_id="live-probs")
-                gauges = gr.HTML(elem_id="live-gauges")
-                with gr.Row():
-                    emo_plot = gr.LinePlot(x="t", y="probability", **EMOTION_LINES,
-                                           label="Emotion, last 60 s", height=240, elem_id="live-emotion-plot")
-                    q_plot = gr.LinePlot(x="t", y="quality", **QUALITY_LINES,
-                                         label="Quality, last 60 s", height=240, elem_id="live-quality-plot")
-                gr.HTML(render.legend_html())
-                with gr.Row():
-                    with gr.Column(scale=1):
-                        gr.Markdown("**Mixture-of-experts routing**")
-                        routing = gr.HTML(elem_id="live-routing")
-                    with gr.Column(scale=3):
-                        telemetry = gr.Markdown(elem_id="live-telemetry")
-                with gr.Row():
-                    transcript = gr.Textbox(label="Transcript (newest last)", lines=4, interactive=False, scale=3)
-                    with gr.Column(scale=2):
-                        line_in = gr.Textbox(label="Type a transcript line (live)", elem_id="line-in")
-                        send_btn = gr.Button("Send line")
-                if browser_capture:
-                    with gr.Accordion("Browser capture (camera and microphone of this browser)", open=False):
-                        gr.Markdown("For an app running on a remote machine: stream this browser's webcam and "
-                                    "microphone to it. Press *Use browser capture*, then allow access.")
-                        browser_btn = gr.Button("Use browser capture")
-                        with gr.Row():
-                            web_cam = gr.Image(sources=["webcam"], streaming=True, type="numpy", label="Webcam")
-                            web_mic = gr.Audio(sources=["microphone"], streaming=True, type="numpy", label="Microphone")
-            # ------------------------------------------------------------------------------------ replay
+                live = build_live(ctl, browser_capture, bid)
             with gr.Tab("Replay", id="replay"):
-                with gr.Row():
-                    path_in = gr.Textbox(label="Session folder or video file", scale=3,
-                                         placeholder="assets/demo_session", elem_id="replay-path")
-                    speed = gr.Radio(["1x", "max"], value="1x", label="Speed", scale=1)
-                    open_btn = gr.Button("Open and play", variant="primary", elem_id="btn-replay")
-                upload = gr.File(label=f"…or upload a video (≤ {MAX_UPLOAD_BYTES // 2**20} MiB)",
-                                 file_types=[".mp4", ".mkv", ".webm", ".avi", ".mov"], type="filepath")
-                with gr.Row():
-                    tl_emo = gr.LinePlot(x="t", y="probability", **EMOTION_LINES,
-                                         label="Emotion over the session", height=240)
-                    tl_q = gr.LinePlot(x="t", y="quality", **QUALITY_LINES,
-                                       label="Quality over the session", height=240)
-                gr.HTML(render.legend_html())
-                with gr.Row():
-                    scrub = gr.Slider(0, 60, value=0, step=0.5, label="Scrub to time (s)", scale=3)
-                    refresh_tl = gr.Button("Refresh timeline", scale=1)
-                with gr.Row():
-                    scrub_img = gr.Image(label="Frame at that time", type="numpy", interactive=False, height=300)
-                    scrub_json = gr.JSON(label="Window result at that time")
-                with gr.Row():
-                    csv_btn = gr.Button("Export CSV")
-                    jsonl_btn = gr.Button("Export JSONL")
-                    export_file = gr.File(label="Download", interactive=False)
-            # ------------------------------------------------------------------------------------- lab
+                replay = build_replay(ctl, MAX_UPLOAD_BYTES, bid)
             with gr.Tab("Quality lab", id="lab"):
-                gr.Markdown("Degrade the inputs before perception and compare UMQ with the quality-unaware "
-                            "mixture of experts. Works on whatever is playing (live or replay).")
-                with gr.Row():
-                    with gr.Column():
-                        gr.Markdown("**Video**")
-                        blur = gr.Slider(0, 1, 0, step=0.05, label="Blur", elem_id="lab-blur")
-                        dark = gr.Slider(0, 1, 0, step=0.05, label="Darkness", elem_id="lab-dark")
-                        occl = gr.Slider(0, 1, 0, step=0.05, label="Occlusion", elem_id="lab-occlude")
-                        inoise = gr.Slider(0, 1, 0, step=0.05, label="Image noise", elem_id="lab-image-noise")
-                        fdrop = gr.Slider(0, 1, 0, step=0.05, label="Frame drop rate", elem_id="lab-frame-drop")
-                        cam_off = gr.Checkbox(label="Camera off", elem_id="lab-camera-off")
-                    with gr.Column():
-                        gr.Markdown("**Audio**")
-                        snr_on = gr.Checkbox(label="Add noise", elem_id="lab-noise-on")
-                        snr = gr.Slider(-10, 40, 10, step=1, label="Noise SNR (dB)", elem_id="lab-snr")
-                        mute = gr.Checkbox(label="Mute microphone", elem_id="lab-mute")
-                        clip = gr.Slider(0, 0.5, 0, step=0.01, label="Clipping (fraction)", elem_id="lab-clip")
-                    with gr.Column():
-                        gr.Markdown("**Text**")
-                        wdrop = gr.Slider(0, 1, 0, step=0.05, label="Drop words", elem_id="lab-word-drop")
-                        wrep = gr.Slider(0, 1, 0, step=0.05, label="Replace words", elem_id="lab-word-replace")
-                        no_tx = gr.Checkbox(label="No transcript", elem_id="lab-no-transcript")
-                        reset_btn = gr.Button("Reset lab")
-                with gr.Row():
-                    lab_preview = gr.Image(label="What perception sees", type="numpy", interactive=False, height=300)
-                    with gr.Column():
-                        compare = gr.HTML(elem_id="lab-compare")
-                        with gr.Row():
-                            lab_umq = gr.Label(label="UMQ", num_top_classes=3, elem_id="lab-umq")
-                            lab_base = gr.Label(label="Quality-unaware MoE", num_top_classes=3, elem_id="lab-baseline")
-                lab_gauges = gr.HTML(elem_id="lab-gauges")
-                lab_q_plot = gr.LinePlot(x="t", y="quality", **QUALITY_LINES,
-                                         label="Quality, last 60 s", height=220)
-                gr.HTML(render.legend_html())
+                lab = build_lab(ctl, bid)
+        add_api(ctl)
 
-        # ------------------------------------------------------------------------------------ callbacks
-        def tick():
+        def tick(who, seen_seq, follow, scrub_t, chosen, request: gr.Request):
+            session = session_of(request, who)
+            ctl.control.touch(session)
             s = ctl.state()
-            r = s.result
-            frame = render.overlay(s.frame, r)
-            lab_frame = render.overlay(ctl.lab_view(), r) if s.frame is not None else frame
-            msg = s.message + (f" Recording to {s.recording}." if s.recording else "")
-            # drawn on both the live and the lab tab: computed once per tick
-            probs_now, gauges_now = render.emotion_label(r), render.gauges_html(r)
-            quality_plot = render.quality_frame(s.history)
-            return (msg, frame, render.headline_html(r), probs_now, gauges_now, render.emotion_frame(s.history),
-                    quality_plot, render.routing_html(r), render.telemetry_md(s.telemetry, r), "\n".join(s.transcript),
-                    lab_frame, render.compare_html(r), probs_now, render.baseline_label(r), gauges_now, quality_plot)
+            new = ctl.events.since(seen_seq) if seen_seq >= 0 else []
+            for ev in new[-3:]:
+                (gr.Warning if ev.level != "info" else gr.Info)(ev.text, duration=10)
+            out = {seen: ctl.events.last_seq, status: status_html(ctl, s.phase, s.status, session),
+                   events: log_html(ctl.events.last(20)), demo_banner: render.demo_banner_html(s.script)}
+            out.update(live.render(s))
+            out.update(replay.render(s, follow, scrub_t, chosen))
+            out.update(lab.render(s))
+            return out
 
+        outputs = [seen, status, events, demo_banner, *live.outputs, *replay.outputs, *lab.outputs]
         timer = gr.Timer(REFRESH_S)
-        timer.tick(tick, outputs=[status, preview, headline, probs, gauges, emo_plot, q_plot, routing, telemetry,
-                                  transcript, lab_preview, compare, lab_umq, lab_base, lab_gauges, lab_q_plot],
-                   show_progress="hidden", queue=False)
-
-        def on_live(cam, mic):
-            from ..capture import CaptureOptions
-
-            mic_id = None if mic in ("default", None) else ("none" if mic == "none" else mic.split(":")[0])
-            try:
-                return ctl.start_live(CaptureOptions(source="devices", camera=cam, mic=mic_id))
-            except Exception as exc:  # noqa: BLE001 - show, do not crash the UI
-                return f"Could not start live capture: {exc}"
-
-        start_btn.click(on_live, [cam_dd, mic_dd], status)
-        demo_btn.click(lambda: ctl.start_demo(), None, status)
-
-        def on_stop():
-            ctl.stop()
-            return "Stopped."
-
-        stop_btn.click(on_stop, None, status)
-
-        def on_record():
-            try:
-                if ctl.state().recording:
-                    return f"Recording saved to {ctl.stop_recording()}."
-                return f"Recording to {ctl.start_recording()}."
-            except Exception as exc:  # noqa: BLE001
-                return f"Cannot record: {exc}"
-
-        rec_btn.click(on_record, None, status)
-
-        def on_send(text):
-            ok = ctl.type_line(text or "")
-            return ("", "Line added to the transcript." if ok else
-                    "Typed lines go into live sessions: start live analysis first.")
-
-        send_btn.click(on_send, line_in, [line_in, status])
-        line_in.submit(on_send, line_in, [line_in, status])
-
-        if browser_capture:
-            browser_btn.click(lambda: ctl.start_live(browser=True), None, status)
-            web_cam.stream(lambda img: ctl.push_browser_frame(img) and None, web_cam, None, stream_every=0.1,
-                           time_limit=None, show_progress="hidden")
-            web_mic.stream(lambda a: (a is not None and ctl.push_browser_audio(a[0], a[1])) and None, web_mic, None,
-                           stream_every=0.25, time_limit=None, show_progress="hidden")
-
-        def on_open(path, spd):
-            try:
-                return ctl.start_replay(path.strip(), None if spd == "max" else 1.0)
-            except (ReplayPathError, ValueError, OSError) as exc:
-                return f"Cannot replay: {exc}"
-
-        open_btn.click(on_open, [path_in, speed], status)
-
-        def on_upload(f, spd):
-            if not f:
-                return gr.update()
-            try:
-                p = ctl.accept_upload(f, MAX_UPLOAD_BYTES)
-                return ctl.start_replay(p, None if spd == "max" else 1.0)
-            except (ReplayPathError, ValueError, OSError) as exc:
-                return f"Cannot replay the upload: {exc}"
-
-        upload.upload(on_upload, [upload, speed], status)
-
-        def timeline():
-            h = ctl.full_history()
-            step = max(1, len(h) // PLOT_POINTS)
-            h = h[::step]
-            end = h[-1].t1 if h else 60.0
-            return render.emotion_frame(h), render.quality_frame(h), gr.update(maximum=max(1.0, round(end, 1)))
-
-        refresh_tl.click(timeline, None, [tl_emo, tl_q, scrub])
-        open_btn.click(timeline, None, [tl_emo, tl_q, scrub])
-
-        def on_scrub(t):
-            h = ctl.full_history()
-            hit = min(h, key=lambda r: abs(r.t1 - t), default=None)
-            img = ctl.frame_at(t)
-            return render.overlay(img, hit), (hit.to_json() if hit else {})
-
-        scrub.release(on_scrub, scrub, [scrub_img, scrub_json])
-
-        def export(kind):
-            h = ctl.full_history()
-            fd = tempfile.NamedTemporaryFile("w", suffix=f".{kind}", prefix="umq-results-", delete=False,
-                                             dir=ctl.upload_dir, encoding="utf-8")
-            with fd:
-                if kind == "csv":
-                    fd.write(render.results_csv(h))
-                else:
-                    fd.writelines(json.dumps(r.to_json()) + "\n" for r in h)
-            return fd.name
-
-        csv_btn.click(lambda: export("csv"), None, export_file)
-        jsonl_btn.click(lambda: export("jsonl"), None, export_file)
-
-        lab_inputs = [blur, dark, occl, inoise, fdrop, cam_off, snr_on, snr, mute, clip, wdrop, wrep, no_tx]
-
-        def on_lab(b, d, o, n, fd, co, son, sn, mu, cl, wd, wr, nt):
-            ctl.lab.set(LabSettings(blur=b, dark=d, occlude=o, image_noise=n, frame_drop=fd, camera_off=co,
-                                    noise_snr_db=float(sn) if son else None, mute=mu, clipping=cl, word_drop=wd,
-                                    word_replace=wr, no_transcript=nt))
-
-        for c in lab_inputs:
-            c.change(on_lab, lab_inputs, None, show_progress="hidden", queue=False)
-
-        def on_reset():
-            ctl.lab.reset()
-            return [0, 0, 0, 0, 0, False, False, 10, False, 0, 0, 0, False]
-
-        reset_btn.click(on_reset, None, lab_inputs)
+        inputs = [bid, seen, replay.follow, replay.scrub, replay.classes]
+        timer.tick(tick, inputs, outputs, show_progress="hidden", concurrency_limit=None, api_visibility="private")
+        first = demo.load(None, None, bid, js=BROWSER_ID_JS, api_visibility="private")
+        first.then(tick, inputs, outputs, show_progress="hidden", api_visibility="private")
     return demo
+
+
+_CLEANUP_LOCK = threading.Lock()
+
+
+def install_cleanup(ctl: DashboardController) -> None:
+    """Delete uploads and stop capture at exit, on SIGTERM and on SIGINT (Gradio's thread keeps serving until
+    then; the previous handlers still run afterwards)."""
+    done: list[bool] = []
+
+    def cleanup() -> None:
+        with _CLEANUP_LOCK:
+            if not done:
+                done.append(True)
+                try:
+                    ctl.close()
+                except Exception:
+                    log.exception("cleanup at exit failed")
+
+    atexit.register(cleanup)
+    if threading.current_thread() is not threading.main_thread():
+        return
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        previous = signal.getsignal(sig)
+
+        def handler(signum, frame, previous=previous):
+            cleanup()
+            if callable(previous):
+                previous(signum, frame)
+            else:
+                raise SystemExit(128 + signum)
+
+        signal.signal(sig, handler)
 
 
 def launch(ctl: DashboardController, host: str = "127.0.0.1", port: int | None = None, share: bool = False,
            auth: tuple[str, str] | None = None, browser_capture: bool = True, block: bool = True):
-    """Build and serve the dashboard; returns the Gradio app (``block=False`` for tests)."""
+    """Build and serve the dashboard; returns the Gradio app (``block=False`` for tests). Failed logins are
+    throttled per client address (:mod:`.throttle`)."""
+    from starlette.middleware import Middleware
+
+    ctl.uploads.max_bytes = MAX_UPLOAD_BYTES
     demo = build_ui(ctl, browser_capture)
     demo.queue(default_concurrency_limit=4)
+    install_cleanup(ctl)
     demo.launch(server_name=host, server_port=port, share=share, auth=auth, max_file_size=MAX_UPLOAD_BYTES,
                 prevent_thread_lock=not block, css=render.CSS, allowed_paths=[str(ctl.upload_dir)],
-                show_error=True, quiet=not block)
+                show_error=True, quiet=not block, app_kwargs={"middleware": [Middleware(LoginThrottle)],
+                                                         "routes": browser_routes(ctl)})
     return demo

@@ -23,7 +23,8 @@ EMOTIONS = ("neutral", "happy", "sad", "angry", "fearful", "disgust", "surprised
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 if not CHROMIUM.exists():  # CI installs it; say so loudly instead of passing
-    pytestmark.append(pytest.mark.skip(reason="Debian chromium not installed at /usr/bin/chromium (.ci/run installs it)"))
+    pytestmark.append(pytest.mark.skip(
+        reason="Debian chromium not installed at /usr/bin/chromium (.ci/run installs it)"))
 
 
 def _free_port() -> int:

@@ -161,7 +161,7 @@ def test_asr_turns_browser_microphone_speech_into_transcript_lines(ctl):
     try:
         chunk = sr // 10
         pad = np.zeros(sr * 2, np.float32)
-        for k, a in enumerate(range(0, len(x) + len(pad), chunk)):  # real time: 100 ms chunks every 100 ms
+        for a in range(0, len(x) + len(pad), chunk):  # real time: 100 ms chunks every 100 ms
             ctl.push_browser_audio(sr, np.concatenate([x, pad])[a:a + chunk])
             time.sleep(0.1)
         assert wait_for(lambda: any("happy" in r.transcript.lower() for r in ctl.state().history),

@@ -94,7 +94,9 @@ def test_timelines_grow_show_cursor_stretches_disagreements_and_top_classes():
     h = [_result(i, i * 0.5, i * 0.5 + 2, top="angry", baseline="angry" if i % 2 else "sad") for i in range(20)]
     a = timeline_svg(h[:5], "emotion")
     b = timeline_svg(h, "emotion", cursor=4.0, stretches={"dark": (1.0, 3.0)}, disagreements=True)
-    t_end = lambda s: float(s.split("data-t-end='")[1].split("'")[0])
+    def t_end(svg: str) -> float:
+        return float(svg.split("data-t-end='")[1].split("'")[0])
+
     assert t_end(b) > t_end(a)
     assert "class='cursor'" in b and "data-cursor='4.00'" in b and "data-stretch='dark'" in b
     assert "data-disagree='10'" in b
@@ -132,7 +134,7 @@ def test_one_session_controls_others_are_read_only_until_it_is_gone():
 
 def test_login_throttle_delays_exponentially_after_five_failures():
     t = LoginThrottle(None, free=5, base_s=1.0, max_s=8.0)
-    for k in range(5):
+    for _ in range(5):
         assert t.delay_for("1.2.3.4") == 0.0
         t.record("1.2.3.4", ok=False)
     delays = []

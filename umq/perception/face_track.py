@@ -72,7 +72,9 @@ class MultiFaceTracker:
         self.detections = 0  # detector runs (for benchmarks)
 
     def reset(self) -> None:
+        """A new session: no tracks, and ids start again at 1 (so a replayed session gets the same ids)."""
         self._tracks.clear()
+        self._ids = itertools.count(1)
         self._since_detect = 0
 
     def update(self, gray: np.ndarray, bgr: np.ndarray, t: float) -> list[TrackedFace]:

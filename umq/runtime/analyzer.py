@@ -343,16 +343,21 @@ class Analyzer:
 
     # -- model ---------------------------------------------------------------------------------------------
     def _inputs(self, p: Perceived) -> tuple[tuple[torch.Tensor, ...], torch.Tensor]:
-        """Standardised ``[1, 1, D]`` vectors in model order (zeros where missing) and ``present [1, M]``."""
-        xs, present = [], []
+        """Standardised ``[1, 1, D]`` vectors in model order (zeros where missing) and ``present [1, M]``.
+
+        A vector holding NaN or inf (a front-end that broke on odd input) counts as missing for the model, decided
+        on the device (no host sync): its quality becomes 0 and it cannot sway the fused answer."""
+        xs, present, finite = [], [], []
         for m in MODALITIES:
             mp = p.modalities[RESULT_NAMES[m]]
             z = (mp.x - self.mean[m]) / self.std[m]
             if not mp.present:
                 z = torch.zeros_like(z)
-            xs.append(z.view(1, 1, -1))
+            ok = torch.isfinite(z).all()
+            finite.append(ok)
+            xs.append(torch.where(ok, z, torch.zeros_like(z)).view(1, 1, -1))
             present.append(mp.present)
-        return tuple(xs), to_device(np.array([present]), self.device)
+        return tuple(xs), to_device(np.array([present]), self.device) & torch.stack(finite).view(1, -1)
 
     @torch.inference_mode()
     def predict(self, p: Perceived) -> Result:

@@ -52,12 +52,27 @@ def load_runtime_model(path: str | Path, device: torch.device | str = "cpu"):
                               f"(it says kind={data.get('kind')!r}, feature_recipe={data.get('feature_recipe')!r}); "
                               f"retrain it with `python -m umq.runtime.train`")
     model, norm = model_from_checkpoint(ckpt, device)
+    _check_encoders(path, data.get("encoders"))
     dims = {s.name: s.dim for s in model.config.modalities}
     if dims != DIMS:
         raise CheckpointError(f"checkpoint {path} expects inputs {dims}, this code builds {DIMS}")
     mean = {m: torch.as_tensor(norm.mean[m], device=device) for m in MODALITIES}
     std = {m: torch.as_tensor(norm.std[m], device=device) for m in MODALITIES}
     return model, mean, std, ckpt
+
+
+def _check_encoders(path, trained_on: dict | None) -> None:
+    """Warn when the checkpoint was trained on vectors of other encoders than the ones installed: the model
+    still runs, but its inputs mean something else (retrain it, then refit the calibration)."""
+    from .triples import encoder_digest
+
+    if not trained_on:
+        return
+    stale = [m for m, digest in trained_on.items() if m in MODALITIES and encoder_digest(m) != digest]
+    if stale:
+        log.warning("runtime checkpoint %s was trained on other %s encoder(s) or front-end code than the installed "
+                    "ones: retrain with `python -m umq.runtime.train`, then `python -m umq.runtime.calibrate`",
+                    path, "/".join(stale))
 
 
 @dataclass

@@ -100,8 +100,10 @@ def ladder_spearman(rows: list[dict]) -> dict[str, float]:
     out = {}
     for k, pts in kinds.items():
         sev, g = zip(*pts)
-        rho = spearmanr(sev, g).statistic
-        out[k] = round(float(rho), 3) if np.isfinite(rho) else 0.0  # constant gauge: no ordering at all
+        if len(set(g)) == 1:  # a constant gauge orders nothing
+            out[k] = 0.0
+            continue
+        out[k] = round(float(spearmanr(sev, g).statistic), 3)
     return out
 
 

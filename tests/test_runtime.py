@@ -126,3 +126,34 @@ def test_each_present_modality_reports_its_own_prediction(analyzer, clean_window
         assert pred is not None and abs(sum(pred.probs.values()) - 1) < 1e-3 and pred.label in r.probs, m
     muted = _analyse(analyzer, clean_window, LabSettings(mute=True))
     assert muted.modalities["audio"].prediction is None
+
+
+def test_non_finite_features_do_not_break_the_result(analyzer, clean_window):
+    import dataclasses
+
+    import torch
+
+    analyzer.reset()
+    p = analyzer.perceive(clean_window)
+    audio = p.modalities["audio"]
+    p.modalities["audio"] = dataclasses.replace(audio, x=torch.full_like(audio.x, float("nan")))
+    r = analyzer.predict(p)
+    assert all(np.isfinite(v) for v in r.probs.values()) and abs(sum(r.probs.values()) - 1) < 1e-3
+    assert r.state["audio"] != "ok" and r.quality["audio"] < 0.5, r.modalities["audio"]
+    assert r.state["video"] == "ok" or r.modalities["video"].flags, r.modalities["video"]
+
+
+def test_a_flickering_microphone_gives_valid_results_that_do_not_drift(analyzer, clean_window):
+    analyzer.reset()
+    results = []
+    try:
+        for k in range(6):  # the mic drops out every other window, without a session reset in between
+            analyzer.lab.set(LabSettings(mute=bool(k % 2)))
+            results.append(analyzer.predict(analyzer.perceive(clean_window)))
+    finally:
+        analyzer.lab.reset()
+    for k, r in enumerate(results):
+        assert abs(sum(r.probs.values()) - 1) < 1e-3 and all(np.isfinite(v) for v in r.probs.values())
+        assert (r.state["audio"] == "missing") == bool(k % 2), (k, r.state)
+    first, last = results[0].probs, results[-2].probs
+    assert max(abs(first[e] - last[e]) for e in first) < 0.05, (first, last)

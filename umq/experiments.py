@@ -83,12 +83,16 @@ def _seed_spread(per_seed: list[dict], metric: str) -> list[str]:
     return lines
 
 
-def _discussion(path: Path) -> str:
+def _discussion(path: Path, start: str = START, end: str = END) -> str:
     if path.exists():
         text = path.read_text()
-        if START in text and END in text:
-            return text[text.index(START):text.index(END) + len(END)]
-    return f"{START}\n(discussion to be written)\n{END}"
+        if start in text and end in text:
+            return text[text.index(start):text.index(end) + len(end)]
+    return f"{start}\n(discussion to be written)\n{end}"
+
+
+# the runtime model's section (umq/runtime: calibration, fusion on (face, voice, text) triples), kept verbatim
+RUNTIME_START, RUNTIME_END = "<!-- runtime:start -->", "<!-- runtime:end -->"
 
 
 def _delta_lines(rows: dict, metric: str) -> list[str]:
@@ -163,6 +167,8 @@ def write_results(path: Path, rows: dict, meta: dict) -> None:
         _discussion(path),
         "",
     ]
+    if path.exists() and RUNTIME_START in path.read_text():
+        lines += [_discussion(path, RUNTIME_START, RUNTIME_END), ""]
     path.write_text("\n".join(lines))
 
 

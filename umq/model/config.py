@@ -39,6 +39,12 @@ class LossConfig:
     ladder_sigmas: tuple[float, ...] = (0.7, 2.5)  # mild and strong Gaussian noise rungs (standardised units)
     max_rank_items: int = 256  # cap on items entering the O(n^2) cross-sample ranking
     consistency_tau: float = 0.1  # kernel width of the routing-consistency regulariser (squared q distance)
+    # usefulness target: BCE of the quality logit toward the measured relative accuracy of the modality's encoder
+    # on inputs of the same version (1 = as good as clean, 0 = chance); needs targets from the caller
+    w_q_target: float = 0.0
+    # degraded >= removed: hinge on the task loss of a sample with corrupted modalities above the loss of its
+    # "removed" twin (the same sample with those modalities flagged missing); needs the twin from the caller
+    w_twin: float = 0.0
 
 
 @dataclass

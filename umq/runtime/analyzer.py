@@ -52,12 +52,27 @@ def load_runtime_model(path: str | Path, device: torch.device | str = "cpu"):
                               f"(it says kind={data.get('kind')!r}, feature_recipe={data.get('feature_recipe')!r}); "
                               f"retrain it with `python -m umq.runtime.train`")
     model, norm = model_from_checkpoint(ckpt, device)
+    _check_encoders(path, data.get("encoders"))
     dims = {s.name: s.dim for s in model.config.modalities}
     if dims != DIMS:
         raise CheckpointError(f"checkpoint {path} expects inputs {dims}, this code builds {DIMS}")
     mean = {m: torch.as_tensor(norm.mean[m], device=device) for m in MODALITIES}
     std = {m: torch.as_tensor(norm.std[m], device=device) for m in MODALITIES}
     return model, mean, std, ckpt
+
+
+def _check_encoders(path, trained_on: dict | None) -> None:
+    """Warn when the checkpoint was trained on vectors of other encoders than the ones installed: the model
+    still runs, but its inputs mean something else (retrain it, then refit the calibration)."""
+    from .triples import encoder_digest
+
+    if not trained_on:
+        return
+    stale = [m for m, digest in trained_on.items() if m in MODALITIES and encoder_digest(m) != digest]
+    if stale:
+        log.warning("runtime checkpoint %s was trained on other %s encoder(s) or front-end code than the installed "
+                    "ones: retrain with `python -m umq.runtime.train`, then `python -m umq.runtime.calibrate`",
+                    path, "/".join(stale))
 
 
 @dataclass
@@ -357,16 +372,21 @@ class Analyzer:
 
     # -- model ---------------------------------------------------------------------------------------------
     def _inputs(self, p: Perceived) -> tuple[tuple[torch.Tensor, ...], torch.Tensor]:
-        """Standardised ``[1, 1, D]`` vectors in model order (zeros where missing) and ``present [1, M]``."""
-        xs, present = [], []
+        """Standardised ``[1, 1, D]`` vectors in model order (zeros where missing) and ``present [1, M]``.
+
+        A vector holding NaN or inf (a front-end that broke on odd input) counts as missing for the model, decided
+        on the device (no host sync): its quality becomes 0 and it cannot sway the fused answer."""
+        xs, present, finite = [], [], []
         for m in MODALITIES:
             mp = p.modalities[RESULT_NAMES[m]]
             z = (mp.x - self.mean[m]) / self.std[m]
             if not mp.present:
                 z = torch.zeros_like(z)
-            xs.append(z.view(1, 1, -1))
+            ok = torch.isfinite(z).all()
+            finite.append(ok)
+            xs.append(torch.where(ok, z, torch.zeros_like(z)).view(1, 1, -1))
             present.append(mp.present)
-        return tuple(xs), to_device(np.array([present]), self.device)
+        return tuple(xs), to_device(np.array([present]), self.device) & torch.stack(finite).view(1, -1)
 
     @torch.inference_mode()
     def predict(self, p: Perceived) -> Result:

@@ -8,8 +8,10 @@ utterance sharing an emotion label — which is what the data allow: no corpus h
 
 Computing vectors is the slow part (the voice front-end runs silero-vad and pitch tracking, ~45 ms per window
 on one core), so every cache is written once to ``$UMQ_CACHE/runtime`` (default ``~/.cache/umq/runtime``),
-keyed by the source file's size and modification time and :data:`CACHE_VERSION`. Cached vectors are derived
-from the datasets: they stay outside the repository.
+keyed by the source file's size and modification time, :data:`CACHE_VERSION`, the feature recipe and a digest of
+the modality's encoder weights and front-end code (:func:`encoder_digest`): a new encoder or front-end rebuilds
+its cache instead of silently reusing vectors of the old one. Cached vectors are derived from the datasets: they
+stay outside the repository.
 """
 from __future__ import annotations
 
@@ -25,22 +27,24 @@ from tqdm import tqdm
 
 from umq.labels import EMOTIONS
 
-from .features import DIMS, face_vector, text_vector, voice_vector
+from .features import DIMS, FEATURE_RECIPE, face_vector, text_vector, voice_vector
 
 log = logging.getLogger(__name__)
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 CACHE_DIR = Path(os.environ.get("UMQ_CACHE", Path.home() / ".cache" / "umq")) / "runtime"
-SEVERITIES = (0.35, 0.8)
+SEVERITIES = (0.35, 0.8)  # training caches: the rungs of the estimator's ranking ladder
+# validation caches: a finer ladder (a superset of SEVERITIES) for the calibration and its reliability tables
+VAL_SEVERITIES = (0.2, 0.35, 0.6, 0.8)
 FACE_KINDS = ("blur", "dark", "occlude", "noise", "lowres", "drop")
 VOICE_KINDS = ("white", "babble", "clip", "reverb", "dropout")
 TEXT_KINDS = ("drop", "replace", "garble", "truncate")
 KINDS = {"face": FACE_KINDS, "voice": VOICE_KINDS, "text": TEXT_KINDS}
 
 
-def version_names(modality: str) -> list[str]:
-    """``["clean", "<kind>@0.35", "<kind>@0.8", ..., "null"]``."""
-    return ["clean"] + [f"{k}@{s:g}" for k in KINDS[modality] for s in SEVERITIES] + ["null"]
+def version_names(modality: str, severities: tuple[float, ...] = SEVERITIES) -> list[str]:
+    """``["clean", "<kind>@0.35", "<kind>@0.8", ..., "null"]`` (one entry per kind and severity)."""
+    return ["clean"] + [f"{k}@{s:g}" for k in KINDS[modality] for s in severities] + ["null"]
 
 
 @dataclass
@@ -63,6 +67,36 @@ class ModalityCache:
 
 def _key(*parts) -> str:
     return hashlib.sha256("|".join(map(str, parts)).encode()).hexdigest()[:16]
+
+
+_PERCEPTION = Path(__file__).resolve().parents[1] / "perception"
+# The code that turns one item into a vector, per modality: a change to any of these changes the vectors.
+FRONT_END_SOURCES = {
+    "face": ("face_net.py", "face_cues.py", "video_corrupt.py"),
+    "voice": ("voice_net.py", "voice.py", "voice_cues.py", "audio_corrupt.py"),
+    "text": ("text_net.py", "text.py", "text_cues.py", "text_corrupt.py"),
+}
+
+
+def _weights_path(modality: str) -> Path:
+    if modality == "face":
+        from umq.perception.face_net import DEFAULT_WEIGHTS
+    elif modality == "voice":
+        from umq.perception.voice_net import DEFAULT_WEIGHTS
+    else:
+        from umq.perception.text_net import DEFAULT_WEIGHTS
+    return Path(DEFAULT_WEIGHTS)
+
+
+def encoder_digest(modality: str) -> str:
+    """SHA-256 (16 hex) of the modality's encoder weight file, its front-end sources and the feature recipe."""
+    h = hashlib.sha256(f"recipe={FEATURE_RECIPE}".encode())
+    h.update(_weights_path(modality).read_bytes())
+    for name in FRONT_END_SOURCES[modality]:
+        src = _PERCEPTION / name
+        h.update(name.encode())
+        h.update(src.read_bytes() if src.is_file() else b"-")
+    return h.hexdigest()[:16]
 
 
 def _file_id(p: Path) -> str:
@@ -93,7 +127,8 @@ def balanced_subset(y: np.ndarray, per_class: int, seed: int) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------------------------------- face
-def _face_versions(img48: np.ndarray, rng: np.random.Generator) -> list[tuple[np.ndarray, float, bool]]:
+def _face_versions(img48: np.ndarray, rng: np.random.Generator,
+                   severities: tuple[float, ...]) -> list[tuple[np.ndarray, float, bool]]:
     """``(face region, frames received ratio, face found)`` per version of one FER crop."""
     import cv2
 
@@ -102,7 +137,7 @@ def _face_versions(img48: np.ndarray, rng: np.random.Generator) -> list[tuple[np
     region = cv2.resize(img48, (96, 96), interpolation=cv2.INTER_LINEAR)  # a webcam face box is ~100 px
     out = [(region, 1.0, True)]
     for kind in FACE_KINDS:
-        for s in SEVERITIES:
+        for s in severities:
             if kind == "drop":  # frames lost: the faces that arrive are fine, there are fewer of them
                 out.append((region, 1.0 - s, True))
             else:
@@ -111,7 +146,8 @@ def _face_versions(img48: np.ndarray, rng: np.random.Generator) -> list[tuple[np
     return out
 
 
-def build_face_cache(npz: Path, per_class: int, seed: int, device: str = "cpu", progress: bool = True) -> ModalityCache:
+def build_face_cache(npz: Path, per_class: int, seed: int, device: str = "cpu", progress: bool = True,
+                     severities: tuple[float, ...] = SEVERITIES) -> ModalityCache:
     from umq.perception.face_cues import FaceCues, FrameCues, sharpness
     from umq.perception.face_net import load_face_net, preprocess_batch, to_app_index
 
@@ -122,10 +158,11 @@ def build_face_cache(npz: Path, per_class: int, seed: int, device: str = "cpu", 
         idx = balanced_subset(y_all, per_class, seed)
         net = load_face_net(device=device).eval()
         rng = np.random.default_rng(seed)
-        V = len(version_names("face"))
+        names = version_names("face", severities)
+        V = len(names)
         x = np.zeros((len(idx), V, DIMS["face"]), np.float32)
         for n, i in enumerate(tqdm(idx, desc=f"face vectors {npz.name}", disable=not progress)):
-            versions = _face_versions(images[i], rng)
+            versions = _face_versions(images[i], rng, severities)
             crops = [r for r, _, found in versions if found]
             with torch.inference_mode():
                 logits, emb = net(preprocess_batch(crops, net.input_size).to(device))
@@ -142,14 +179,17 @@ def build_face_cache(npz: Path, per_class: int, seed: int, device: str = "cpu", 
                 else:
                     e, p = torch.zeros(emb.shape[1]), torch.zeros(7)
                 x[n, v] = face_vector(e.cpu(), p.cpu(), cues, received).numpy()
-        return ModalityCache("face", x, y_all[idx], version_names("face"), npz.name)
+        return ModalityCache("face", x, y_all[idx], names, npz.name)
 
-    return _cached("face", _key(CACHE_VERSION, _file_id(npz), per_class, seed), build)
+    key = _key(CACHE_VERSION, encoder_digest("face"), _file_id(npz), per_class, seed, severities)
+    return _cached("face", key, build)
 
 
 # ---------------------------------------------------------------------------------------------------- voice
 def build_voice_cache(ravdess: Path, actors: list[int], seed: int, device: str = "cpu",
-                      progress: bool = True) -> ModalityCache:
+                      progress: bool = True, severities: tuple[float, ...] = SEVERITIES,
+                      per_actor: int | None = None) -> ModalityCache:
+    """``per_actor``: a random subset of that many clips of every actor (all when None)."""
     from umq.perception.audio_corrupt import corrupt, mix_at_snr, synthetic_babble
     from umq.perception.voice import VoiceFrontEnd, collate
     from umq.perception.voice_net import center_crop, load_voice_net, read_audio, read_labels
@@ -158,8 +198,15 @@ def build_voice_cache(ravdess: Path, actors: list[int], seed: int, device: str =
         rows, _ = read_labels(ravdess, actors=actors)
         net = load_voice_net(device=device).eval()
         rng = np.random.default_rng(seed)
+        if per_actor is not None:
+            keep = []
+            for a in sorted({r["actor"] for r in rows}):
+                mine = [i for i, r in enumerate(rows) if r["actor"] == a]
+                keep += sorted(rng.permutation(mine)[:per_actor].tolist())
+            rows = [rows[i] for i in keep]
         babble = synthetic_babble(16_000 * 30, rng)  # one bank, sliced per clip (synthesis is slow)
-        V = len(version_names("voice"))
+        names = version_names("voice", severities)
+        V = len(names)
         x = np.zeros((len(rows), V, DIMS["voice"]), np.float32)
         by_actor: dict[str, list[int]] = {}
         for i, r in enumerate(rows):
@@ -172,7 +219,7 @@ def build_voice_cache(ravdess: Path, actors: list[int], seed: int, device: str =
                 fe(clip, valid)
             for i, (clip, valid) in zip(items, clips):
                 feats = []
-                for name in version_names("voice"):
+                for name in names:
                     if name == "clean":
                         sig, vv = clip, valid
                     elif name == "null":
@@ -195,13 +242,16 @@ def build_voice_cache(ravdess: Path, actors: list[int], seed: int, device: str =
                 bar.update(1)
         bar.close()
         y = np.array([r["label"] for r in rows], np.int64)
-        return ModalityCache("voice", x, y, version_names("voice"), f"ravdess actors {actors[0]}-{actors[-1]}")
+        return ModalityCache("voice", x, y, names, f"ravdess actors {actors[0]}-{actors[-1]}")
 
-    return _cached("voice", _key(CACHE_VERSION, _file_id(ravdess / "labels.csv"), tuple(actors), seed), build)
+    key = _key(CACHE_VERSION, encoder_digest("voice"), _file_id(ravdess / "labels.csv"), tuple(actors), seed,
+               severities, per_actor)
+    return _cached("voice", key, build)
 
 
 # ----------------------------------------------------------------------------------------------------- text
-def build_text_cache(path: Path, per_class: int, seed: int, device: str = "cpu", progress: bool = True) -> ModalityCache:
+def build_text_cache(path: Path, per_class: int, seed: int, device: str = "cpu", progress: bool = True,
+                     severities: tuple[float, ...] = SEVERITIES) -> ModalityCache:
     from umq.data.text import read_text_file
     from umq.perception.text import TextFrontEnd
     from umq.perception.text_corrupt import corrupt
@@ -215,7 +265,7 @@ def build_text_cache(path: Path, per_class: int, seed: int, device: str = "cpu",
         head = load_text_head(device=device).eval()
         fe = TextFrontEnd(head=head, device=device)
         rng = np.random.default_rng(seed)
-        names = version_names("text")
+        names = version_names("text", severities)
         texts: list[str] = []
         for i in idx:
             t = rows.texts[i]
@@ -243,4 +293,5 @@ def build_text_cache(path: Path, per_class: int, seed: int, device: str = "cpu",
                 x[j] = text_vector(torch.zeros(head.emb_dim), torch.zeros(7), TextCues.absent()).numpy()
         return ModalityCache("text", x.reshape(len(idx), len(names), -1), y_all[idx], names, path.name)
 
-    return _cached("text", _key(CACHE_VERSION, _file_id(path), per_class, seed), build)
+    key = _key(CACHE_VERSION, encoder_digest("text"), _file_id(path), per_class, seed, severities)
+    return _cached("text", key, build)

@@ -5,6 +5,7 @@
     python -m umq.evaluate face  --data FILE.npz [--out metrics.json]     # FER2013 layout
     python -m umq.evaluate audio --data DIR      [--out metrics.json]     # labels.csv: clip_id, emotion, audio
     python -m umq.evaluate text  --data FILE     [--out metrics.json]     # GoEmotions .tsv or MELD .csv
+    python -m umq.evaluate app-text --data MELD.csv --work DIR [--limit N]  # subtitles through the app
 
 In the protocol every checkpoint sees exactly the same corrupted inputs (corruptions are drawn on the CPU from a
 generator seeded by (seed, condition)), so differences between rows are paired comparisons. The encoder
@@ -170,6 +171,12 @@ def main(argv: list[str] | None = None) -> int:
                                                    "per_class_recall, confusion, skipped)")
         e.add_argument("--device", default=None)
         e.add_argument("--quiet", action="store_true", help="no progress bar")
+    at = sub.add_parser("app-text", help="labelled dialogue lines as subtitles beside a black video, replayed "
+                                         "through the app; per-line scores (umq.perception.text_app_check)")
+    at.add_argument("--data", required=True, metavar="FILE", help="a MELD .csv (lines are played in dialogue order)")
+    at.add_argument("--work", required=True, help="folder for check.srt, check.mp4 and r.jsonl")
+    at.add_argument("--limit", type=int, default=None, help="only the first N lines")
+    at.add_argument("--out", default=None, help="write the metrics as JSON")
     pr = sub.add_parser("protocol", help="complete / missing-rate / noise-level protocol table")
     pr.add_argument("--checkpoint", nargs="+", required=True)
     pr.add_argument("--data", default=None, help="data folder (RAVDESS layout) or MMSA .pkl")
@@ -182,6 +189,19 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     from .checkpoint import CheckpointError
 
+    if args.command == "app-text":
+        from .perception.text_app_check import run_check
+
+        rep = run_check(args.data, args.work, args.limit)
+        for k in ("fused", "text_head"):
+            if k in rep:
+                m = rep[k]
+                print(f"{k}: n={m['n']} balanced_acc={m['balanced_accuracy']:.4f} weighted_f1={m['weighted_f1']:.4f} "
+                      f"macro_f1={m['macro_f1']:.4f}")
+        print(f"text states: {rep['text_states']}")
+        if args.out:
+            Path(args.out).write_text(json.dumps(rep, indent=1))
+        return 0
     if args.command in ("face", "audio", "text"):
         if not Path(args.data).exists():
             print(f"error: {args.data} does not exist", file=sys.stderr)

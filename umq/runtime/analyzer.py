@@ -15,7 +15,6 @@ State of a modality in the result:
 """
 from __future__ import annotations
 
-import collections
 import concurrent.futures
 import logging
 import time
@@ -29,7 +28,7 @@ from streams.windows import Window
 from umq.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint
 from umq.device import pick_device, to_device, to_host
 from umq.labels import EMOTIONS
-from umq.perception.text_cues import cues_from_segments
+from umq.perception.text_cues import cues_from_slice
 from umq.result import Result
 
 from .features import DIMS, FEATURE_RECIPE, MODALITIES, face_vector, masked_mean, text_vector, voice_vector
@@ -133,7 +132,10 @@ class Analyzer:
         self.voice = VoiceFrontEnd(self.voice_net, device=self.device, vad=vad)
         self.text_head = load_text_head(device=self.device).eval()
         self.text = TextFrontEnd(head=self.text_head, device=self.device)
-        self._text_cache: collections.OrderedDict[str, tuple[torch.Tensor, torch.Tensor]] = collections.OrderedDict()
+        from umq.perception.text_context import TranscriptContext
+
+        # the session's recent transcript lines + per-line caches (overlapping windows do not re-encode)
+        self._text_cache = TranscriptContext(self.text_head, self.text)
         self._lab_video = None
         self._face_pool = (concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="perception-face")
                            if parallel else None)
@@ -216,11 +218,10 @@ class Analyzer:
         lat["voice"] = (time.perf_counter() - t) * 1000
 
         t = time.perf_counter()
-        th = w.text.health
-        tc = cues_from_segments(w.text.segments, th.present, th.reason)
+        tc = cues_from_slice(w.text)
         if tc.present:
             text = w.text.text
-            emb, probs = self._text_features(text)
+            emb, probs = self._text_features(w)
             x["text"] = text_vector(emb, probs, tc)
             present["text"] = True
         else:
@@ -230,6 +231,8 @@ class Analyzer:
         reason["text"] = tc.describe()
         problem["text"] = tc.present and tc.poor
         cues["text"] = tc.to_json()
+        if tc.present:  # the text head's own answer (read with the line's predecessors), beside the fused one
+            cues["text"]["probs"] = dict(self._text_cache.last_probs)
         lat["text"] = (time.perf_counter() - t) * 1000
 
         face_ms = 0.0
@@ -266,19 +269,10 @@ class Analyzer:
         ff = self.face(frames)
         return ff, (time.perf_counter() - t) * 1000
 
-    def _text_features(self, text: str) -> tuple[torch.Tensor, torch.Tensor]:
-        """(embedding, probabilities) of the head; overlapping windows repeat the same text, so cache by text."""
-        hit = self._text_cache.get(text)
-        if hit is None:
-            hx, _ = self.text.batch([text])
-            logits, emb = self.text_head(hx)
-            hit = (emb[0], logits.softmax(-1)[0])
-            self._text_cache[text] = hit
-            while len(self._text_cache) > 64:
-                self._text_cache.popitem(last=False)
-        else:
-            self._text_cache.move_to_end(text)
-        return hit
+    def _text_features(self, w: Window) -> tuple[torch.Tensor, torch.Tensor]:
+        """(embedding, probabilities) of the window's lines, each read with its predecessors in the session's
+        transcript (:class:`~umq.perception.text_context.TranscriptContext` keeps the history and the caches)."""
+        return self._text_cache.window_outputs(w.text.segments, w.t0, w.t1)
 
     # -- model ---------------------------------------------------------------------------------------------
     def _inputs(self, p: Perceived) -> tuple[tuple[torch.Tensor, ...], torch.Tensor]:

@@ -176,6 +176,8 @@ def main(argv: list[str] | None = None) -> int:
     at.add_argument("--data", required=True, metavar="FILE", help="a MELD .csv (lines are played in dialogue order)")
     at.add_argument("--work", required=True, help="folder for check.srt, check.mp4 and r.jsonl")
     at.add_argument("--limit", type=int, default=None, help="only the first N lines")
+    at.add_argument("--hop", type=float, default=None, help="window hop for the replay (default: the app's)")
+    at.add_argument("--app-dir", default=None, help="replay with another checkout of the app (before/after)")
     at.add_argument("--out", default=None, help="write the metrics as JSON")
     pr = sub.add_parser("protocol", help="complete / missing-rate / noise-level protocol table")
     pr.add_argument("--checkpoint", nargs="+", required=True)
@@ -192,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "app-text":
         from .perception.text_app_check import run_check
 
-        rep = run_check(args.data, args.work, args.limit)
+        rep = run_check(args.data, args.work, args.limit, args.hop, args.app_dir)
         for k in ("fused", "text_head"):
             if k in rep:
                 m = rep[k]

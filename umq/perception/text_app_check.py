@@ -1,7 +1,7 @@
 """Through-the-app check of the text branch: labelled dialogue lines as subtitles beside a black, silent video.
 
     python -m umq.evaluate app-text --data ../shared/data/text/meld_dev_sent_emo.csv --work /tmp/apptext \
-        [--limit 400] [--out metrics.json]
+        [--limit 400] [--hop 1.0] [--app-dir OTHER_CHECKOUT] [--out metrics.json]
 
 1. :func:`write_subtitle_video`: the lines of a MELD ``.csv`` in dialogue order (so each line has its
    predecessors as context) become ``check.srt`` cues, ``line_s`` long with ``gap_s`` of silence between them (a
@@ -75,9 +75,12 @@ def write_subtitle_video(lines: list[CheckLine], work: str | Path, tail_s: float
     return video
 
 
-def replay(video: Path, out: Path) -> None:
-    """Play ``video`` through the app headless (the same command a user runs)."""
-    subprocess.run([sys.executable, "-m", "app", "replay", str(video), "--headless", "--out", str(out)], check=True)
+def replay(video: Path, out: Path, hop: float | None = None, cwd: str | Path | None = None) -> None:
+    """Play ``video`` through the app headless (the same command a user runs; ``hop`` overrides the window hop,
+    ``cwd`` runs another checkout of the app, e.g. the previous release for a before/after comparison)."""
+    cmd = [sys.executable, "-m", "app", "replay", str(Path(video).resolve()), "--headless", "--out",
+           str(Path(out).resolve())]
+    subprocess.run(cmd + (["--hop", str(hop)] if hop else []), check=True, cwd=cwd)
 
 
 def _metrics(y: np.ndarray, pred: np.ndarray) -> dict:
@@ -116,11 +119,12 @@ def score_replay(lines: list[CheckLine], results: str | Path) -> dict:
     return out
 
 
-def run_check(data: str | Path, work: str | Path, limit: int | None = None) -> dict:
+def run_check(data: str | Path, work: str | Path, limit: int | None = None, hop: float | None = None,
+              app_dir: str | Path | None = None) -> dict:
     lines = check_lines(data, limit)
     video = write_subtitle_video(lines, work)
     out = Path(work) / "r.jsonl"
-    replay(video, out)
+    replay(video, out, hop, app_dir)
     res = score_replay(lines, out)
     res["data"] = str(data)
     return res

@@ -227,6 +227,8 @@ def evaluate_text_file(path: str | Path, head: TextEmotionHead | None = None, fr
         from umq.perception.text import TextFrontEnd
 
         frontend = TextFrontEnd(head=head)
+    if int(getattr(head, "context", 0)) > 0 and Path(path).suffix.lower() == ".csv":
+        return _evaluate_dialogues(path, head, frontend, limit)
     rows = read_text_file(path).single_label()
     texts, y = rows.texts, rows.y()
     if limit is not None:
@@ -243,4 +245,34 @@ def evaluate_text_file(path: str | Path, head: TextEmotionHead | None = None, fr
     out["skipped_reasons"] = dict(rows.skipped)
     out["labels"] = list(EMOTIONS)
     out["path"] = str(path)
+    return out
+
+
+def _evaluate_dialogues(path: str | Path, head, frontend, limit: int | None) -> dict:
+    """A MELD ``.csv`` scored by a context head: each line read with its dialogue's previous lines (speakers
+    unknown, as in the app)."""
+    import numpy as np
+
+    from umq.data.text import read_meld_dialogues
+    from umq.perception.text_train_context import Samples, build_samples, predict
+
+    d = read_meld_dialogues(path)
+    uniq = sorted(set(d.texts))
+    index = {t: i for i, t in enumerate(uniq)}
+    feats = torch.cat([frontend.batch(uniq[a:a + 128])[0].cpu() for a in range(0, len(uniq), 128)])
+    s = build_samples([d], 0, index, head.context)
+    if limit is not None:
+        s = s.take(np.arange(min(limit, len(s.y))))
+    s = Samples(s.cur, s.ctx, np.full_like(s.spk, 2), s.y, s.source, s.group)
+    dev = next(head.parameters()).device
+    logits = predict(head.cpu(), feats, s)
+    head.to(dev)
+    out = classification_metrics(s.y, logits.argmax(1).numpy())
+    maj = int(np.bincount(s.y, minlength=len(EMOTIONS)).argmax()) if len(s.y) else 0
+    out["majority_weighted_f1"] = classification_metrics(s.y, [maj] * len(s.y))["weighted_f1"] if len(s.y) else 0.0
+    out["skipped"] = int(sum(d.skipped.values())) + int(sum(lab < 0 for lab in d.labels))
+    out["skipped_reasons"] = dict(d.skipped)
+    out["labels"] = list(EMOTIONS)
+    out["path"] = str(path)
+    out["context"] = head.context
     return out

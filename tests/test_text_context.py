@@ -165,7 +165,6 @@ def test_bad_lines_through_the_frontend_do_not_crash(frontend):
 # ------------------------------------------------------------------------------------------------ bad transcript files
 def test_srt_with_broken_and_overlapping_times_names_file_and_line(tmp_path, caplog):
     srt = tmp_path / "talk.srt"
-    big = "y" * 1_000_000
     srt.write_bytes(b"1\n00:00:01,000 --> 00:00:03,000\nfirst line\n\n"
                     b"2\n00:00:02,000 --> 00:00:04,000\noverlapping line\n\n"
                     b"3\n00:00:0x --> 00:00:05,000\nbroken time\n\n"

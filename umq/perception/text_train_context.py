@@ -107,7 +107,7 @@ class Samples:
     source: np.ndarray     # [S] index into SOURCES (MELD dev: 0)
     group: list[str]       # split groups
 
-    def take(self, idx: np.ndarray) -> "Samples":
+    def take(self, idx: np.ndarray) -> Samples:
         return Samples(self.cur[idx], self.ctx[idx], self.spk[idx], self.y[idx], self.source[idx],
                        [self.group[i] for i in idx])
 
@@ -251,7 +251,7 @@ def group_split(groups: list[str], frac: float, seed: int) -> np.ndarray:
     """Boolean mask of rows whose group is among ``frac`` of the distinct groups (seeded)."""
     uniq = np.array(sorted(set(groups)))
     rng = np.random.default_rng(seed)
-    held = set(rng.permutation(uniq)[: int(round(frac * len(uniq)))].tolist())
+    held = set(rng.permutation(uniq)[: round(frac * len(uniq))].tolist())
     return np.array([g in held for g in groups])
 
 
@@ -369,7 +369,7 @@ def main(argv=None) -> dict:
                       "beta": beta, "objective": "mean of weighted and macro F1",
                       "heldout_weighted_f1": round(m_held["weighted_f1"], 4),
                       "heldout_macro_f1": round(m_held["macro_f1"], 4)},
-        "train_lines": {n: int(len(p.y)) for n, p in zip(SOURCES, parts)},
+        "train_lines": {n: len(p.y) for n, p in zip(SOURCES, parts)},
         "skipped": {n: [c.skipped for c in corpora[n]] for n in SOURCES},
         "training_lines_repeating_dev": leaks,
         "config": config, "args": vars(args), "wall_time_s": round(wall, 1), "feature_time_s": round(t_feat, 1),

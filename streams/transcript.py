@@ -37,6 +37,8 @@ MAX_TIME_S = 24 * 3600.0
 ``99999:00:00`` would otherwise make replay cut windows for years of empty session."""
 
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+"""C0/C1 control characters and bidi overrides: never part of speech, and they garble a terminal or a log."""
 
 _TIME = r"(?:(\d+):)?(\d{1,2}):(\d{1,2})(?:[.,](\d{1,3}))?"
 _CUE = re.compile(rf"^\s*{_TIME}\s*-->\s*{_TIME}")
@@ -51,14 +53,22 @@ class ParsedTranscript:
     skipped: int = 0
 
 
-def clean_text(text: str, limit: int = MAX_CHARS, markup: bool = True) -> str:
-    """Drop subtitle markup (when ``markup``), collapse whitespace and cap the length (warning when it does)."""
+def clean_text(text: str, limit: int = MAX_CHARS, markup: bool = True, where: str = "") -> str:
+    """Drop subtitle markup (when ``markup``) and control characters, collapse whitespace and cap the length
+    (warning, naming ``where`` - e.g. ``"talk.srt line 12"`` - when it does).
+
+    Work per line is bounded: the text is cut to ``4 * limit`` characters before any pattern runs on it, so a
+    1 MB line costs no more than a short one."""
+    n = len(text)
+    if n > 4 * limit:
+        text = text[:4 * limit]
     if markup:
         text = html.unescape(_TAG.sub("", text))
     text = _SURROGATE.sub("\ufffd", text.replace("\ufeff", ""))  # lone surrogates (JSON "\ud800") cannot be encoded
+    text = _CONTROL.sub(" ", text)
     text = " ".join(text.split())
-    if len(text) > limit:
-        log.warning("transcript line of %d characters truncated to %d", len(text), limit)
+    if len(text) > limit or n > 4 * limit:
+        log.warning("%stranscript line of %d characters truncated to %d", f"{where}: " if where else "", n, limit)
         text = text[:limit]
     return text
 
@@ -91,10 +101,19 @@ def _time_value(v: Any) -> float:
     return float(v)
 
 
-def parse_cues(text: str, source: str) -> ParsedTranscript:
-    """SRT or WebVTT text: blank-line separated blocks, each with a ``start --> end`` line then text lines."""
+def parse_cues(text: str, source: str, name: str = "") -> ParsedTranscript:
+    """SRT or WebVTT text: blank-line separated blocks, each with a ``start --> end`` line then text lines.
+
+    ``name`` (the file) is named in warnings with the line a bad cue starts on."""
     out = ParsedTranscript()
-    blocks = re.split(r"\n[ \t]*\n", text.replace("\r\n", "\n").replace("\r", "\n").lstrip("\ufeff"))
+    blocks = re.split(r"(\n[ \t]*\n)", text.replace("\r\n", "\n").replace("\r", "\n").lstrip("\ufeff"))
+    starts, line_no = [], 1
+    for k, piece in enumerate(blocks):
+        if k % 2 == 0:
+            starts.append(line_no + (len(piece) - len(piece.lstrip("\n"))))
+        line_no += piece.count("\n")
+    blocks = blocks[::2]
+    where_file = name or source
     for n, block in enumerate(blocks):
         lines = [ln for ln in block.split("\n") if ln.strip()]
         if not lines:
@@ -112,15 +131,16 @@ def parse_cues(text: str, source: str) -> ParsedTranscript:
             t0, t1 = check_times(_seconds(m.groups()[:4]), _seconds(m.groups()[4:]))
         except ValueError as exc:
             out.skipped += 1
-            log.warning("skipping malformed %s cue %d (%s): %.60r", source, n + 1, exc, block)
+            log.warning("%s line %d: skipping malformed %s cue %d (%s): %.60r", where_file, starts[n], source, n + 1,
+                        exc, block)
             continue
-        words = clean_text(" ".join(lines[timing + 1:]))
+        words = clean_text(" ".join(lines[timing + 1:]), where=f"{where_file} line {starts[n]}")
         if words:
             out.segments.append(TextSegment(t0, t1, words, source))
     return out
 
 
-def parse_jsonl(text: str, source: str = "jsonl") -> ParsedTranscript:
+def parse_jsonl(text: str, source: str = "jsonl", name: str = "") -> ParsedTranscript:
     """One JSON object per line: ``t0``/``t1`` (or ``start``/``end``) in seconds and ``text``."""
     out = ParsedTranscript()
     for n, line in enumerate(text.lstrip("\ufeff").splitlines(), 1):
@@ -139,20 +159,20 @@ def parse_jsonl(text: str, source: str = "jsonl") -> ParsedTranscript:
             src = d["source"] if isinstance(d.get("source"), str) else source
         except (ValueError, KeyError, TypeError) as exc:
             out.skipped += 1
-            log.warning("skipping malformed transcript line %d (%s): %.60r", n, exc, line)
+            log.warning("%s line %d: skipping malformed transcript entry (%s): %.60r", name or source, n, exc, line)
             continue
-        words = clean_text(d["text"])
+        words = clean_text(d["text"], where=f"{name or source} line {n}")
         if words:
             out.segments.append(TextSegment(t0, t1, words, src, conf))
     return out
 
 
-def parse_transcript(text: str, fmt: str) -> ParsedTranscript:
-    """Parse ``text`` as ``srt``, ``vtt`` or ``jsonl``."""
+def parse_transcript(text: str, fmt: str, name: str = "") -> ParsedTranscript:
+    """Parse ``text`` as ``srt``, ``vtt`` or ``jsonl`` (``name``: the file, for warnings)."""
     if fmt == "jsonl":
-        return parse_jsonl(text)
+        return parse_jsonl(text, name=name)
     if fmt in ("srt", "vtt"):
-        return parse_cues(text, fmt)
+        return parse_cues(text, fmt, name)
     raise ValueError(f"unknown transcript format {fmt!r}: use srt, vtt or jsonl")
 
 
@@ -182,11 +202,19 @@ def read_transcript_file(path: str | os.PathLike) -> list[TextSegment]:
 
 def load_transcript_file(path: str | os.PathLike) -> ParsedTranscript:
     """:func:`read_transcript_file` with the count of skipped entries (same errors)."""
-    text = Path(path).read_bytes().decode("utf-8", errors="replace")
+    raw = Path(path).read_bytes()
+    text = raw.decode("utf-8", errors="replace")
+    if "\ufffd" in text and b"\xef\xbf\xbd" not in raw:
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            line = raw[:exc.start].count(b"\n") + 1
+            log.warning("%s line %d: invalid UTF-8 (%s); undecodable bytes were replaced with U+FFFD - save the "
+                        "file as UTF-8", path, line, exc.reason)
     fmt = sniff_format(path, text)
     if fmt is None:
         raise ValueError(f"{path} is not an .srt, .vtt or .jsonl transcript")
-    parsed = parse_transcript(text, fmt)
+    parsed = parse_transcript(text, fmt, str(path))
     if parsed.skipped:
         log.warning("%s: skipped %d malformed entr%s, kept %d", path, parsed.skipped,
                     "y" if parsed.skipped == 1 else "ies", len(parsed.segments))

@@ -5,6 +5,7 @@
     python -m umq.evaluate face  --data FILE.npz [--out metrics.json]     # FER2013 layout
     python -m umq.evaluate audio --data DIR      [--out metrics.json]     # labels.csv: clip_id, emotion, audio
     python -m umq.evaluate text  --data FILE     [--out metrics.json]     # GoEmotions .tsv or MELD .csv
+    python -m umq.evaluate app-text --data MELD.csv --work DIR [--limit N]  # subtitles through the app
 
 In the protocol every checkpoint sees exactly the same corrupted inputs (corruptions are drawn on the CPU from a
 generator seeded by (seed, condition)), so differences between rows are paired comparisons. The encoder
@@ -179,6 +180,14 @@ def main(argv: list[str] | None = None) -> int:
 
     af = sub.add_parser("app-face", help="faces placed in video frames, replayed through the app, scored per face")
     face_appcheck.add_arguments(af)
+    at = sub.add_parser("app-text", help="labelled dialogue lines as subtitles beside a black video, replayed "
+                                         "through the app; per-line scores (umq.perception.text_app_check)")
+    at.add_argument("--data", required=True, metavar="FILE", help="a MELD .csv (lines are played in dialogue order)")
+    at.add_argument("--work", required=True, help="folder for check.srt, check.mp4 and r.jsonl")
+    at.add_argument("--limit", type=int, default=None, help="only the first N lines")
+    at.add_argument("--hop", type=float, default=None, help="window hop for the replay (default: the app's)")
+    at.add_argument("--app-dir", default=None, help="replay with another checkout of the app (before/after)")
+    at.add_argument("--out", default=None, help="write the metrics as JSON")
     pr = sub.add_parser("protocol", help="complete / missing-rate / noise-level protocol table")
     pr.add_argument("--checkpoint", nargs="+", required=True)
     pr.add_argument("--data", default=None, help="data folder (RAVDESS layout) or MMSA .pkl")
@@ -193,6 +202,19 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.command == "app-face":
         return face_appcheck.run_cli(args)
+    if args.command == "app-text":
+        from .perception.text_app_check import run_check
+
+        rep = run_check(args.data, args.work, args.limit, args.hop, args.app_dir)
+        for k in ("fused", "text_head"):
+            if k in rep:
+                m = rep[k]
+                print(f"{k}: n={m['n']} balanced_acc={m['balanced_accuracy']:.4f} weighted_f1={m['weighted_f1']:.4f} "
+                      f"macro_f1={m['macro_f1']:.4f}")
+        print(f"text states: {rep['text_states']}")
+        if args.out:
+            Path(args.out).write_text(json.dumps(rep, indent=1))
+        return 0
     if args.command in ("face", "audio", "text"):
         if not Path(args.data).exists():
             print(f"error: {args.data} does not exist", file=sys.stderr)

@@ -314,17 +314,17 @@ def _naive_face(analyzer):
                      cache_frames=10**9, tracker=FaceTracker(detect_every=0))
 
 
-class _NoCache(dict):
-    """A text cache that never remembers (the naive pipeline encodes the transcript of every window)."""
+def _no_text_cache(analyzer):
+    """A transcript context that forgets its encodings every window (the naive pipeline encodes the transcript of
+    every window afresh)."""
+    from umq.perception.text_context import TranscriptContext
 
-    def __setitem__(self, key, value) -> None:
-        pass
+    class Forgetful(TranscriptContext):
+        def window_outputs(self, segments, t0, t1):
+            self.clear()
+            return super().window_outputs(segments, t0, t1)
 
-    def popitem(self, last=True):  # noqa: ARG002
-        raise KeyError
-
-    def move_to_end(self, key, last=True) -> None:  # noqa: ARG002
-        pass
+    return Forgetful(analyzer.text_head, analyzer.text)
 
 
 def measure_naive(analyzer, path: Path, max_windows: int | None) -> dict:
@@ -336,7 +336,7 @@ def measure_naive(analyzer, path: Path, max_windows: int | None) -> dict:
     analyzer.reset()
     naive = copy.copy(analyzer)
     naive.face = _naive_face(analyzer)
-    naive._text_cache = _NoCache()
+    naive._text_cache = _no_text_cache(analyzer)
     naive._face_pool, naive._face_job = None, None  # the copy runs synchronously: face, then voice, then text
     per_window, face_ms, n, t1 = [], [], 0, 0.0
     t = time.perf_counter()

@@ -22,6 +22,7 @@ Nothing here needs torch.
 from __future__ import annotations
 
 import csv
+import re
 import os
 from collections import Counter
 from dataclasses import dataclass, field
@@ -227,3 +228,158 @@ def text_dir(explicit: str | Path | None = None) -> Path | None:
     if (root / GOEMOTIONS_LABELS_FILE).is_file() or any(root.glob("meld_*_sent_emo.csv")):
         return root
     return None
+
+
+# ------------------------------------------------------------------------------------------- dialogue corpora
+EMORYNLP_MAP: dict[str, str | None] = {"neutral": "neutral", "joyful": "happy", "scared": "fearful", "mad": "angry",
+                                       "sad": "sad", "peaceful": None, "powerful": None}
+"""EmoryNLP's seven emotions -> app labels; ``Peaceful`` and ``Powerful`` have no Ekman counterpart: such lines are
+kept as *context* for their neighbours but carry no training target (label -1)."""
+
+DAILYDIALOG_MAP: dict[str, str] = {"neutral": "neutral", "happiness": "happy", "happy": "happy", "sadness": "sad",
+                                   "anger": "angry", "fear": "fearful", "disgust": "disgust",
+                                   "surprise": "surprised", "surprised": "surprised"}
+
+MAX_LINE_CHARS = 2000
+"""Corpus lines longer than this are cut (nothing in the corpora is; a guard against a broken file)."""
+
+
+@dataclass
+class DialogueLines:
+    """Utterances in dialogue order, with what a context model needs.
+
+    Attributes:
+        texts: normalised utterances.
+        labels: app-order label index per line, ``-1`` when the line has no usable label (context only).
+        dialogue: per line, the dialogue/scene it belongs to; lines of one dialogue are contiguous, in turn order.
+        speaker: per line, the speaker's name or turn letter (``""`` when unknown).
+        group: per line, the id splits must respect (an episode for the Friends corpora, the dialogue otherwise).
+        source: ``"meld"``, ``"emorynlp"`` or ``"dailydialog"``.
+        skipped: reason -> number of lines left out or left unlabelled.
+    """
+
+    texts: list[str]
+    labels: list[int]
+    dialogue: list[str]
+    speaker: list[str]
+    group: list[str]
+    source: str
+    skipped: dict[str, int] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def previous(self, i: int, n: int) -> list[int]:
+        """Indices of up to ``n`` lines before line ``i`` in its dialogue, oldest first."""
+        out = []
+        j = i - 1
+        while j >= 0 and len(out) < n and self.dialogue[j] == self.dialogue[i]:
+            out.append(j)
+            j -= 1
+        return out[::-1]
+
+    def subset(self, keep: list[int]) -> "DialogueLines":
+        return DialogueLines([self.texts[i] for i in keep], [self.labels[i] for i in keep],
+                             [self.dialogue[i] for i in keep], [self.speaker[i] for i in keep],
+                             [self.group[i] for i in keep], self.source, dict(self.skipped))
+
+
+def _read_csv_rows(p: Path, required: set[str], what: str) -> list[dict]:
+    if not p.is_file():
+        raise FileNotFoundError(f"{what} file not found: {p}")
+    with p.open(encoding="utf-8", errors="replace", newline="") as f:
+        reader = csv.DictReader(f)
+        missing = required - set(reader.fieldnames or ())
+        if missing:
+            raise ValueError(f"{p} is not a {what} csv: missing columns {sorted(missing)}")
+        return list(reader)
+
+
+def _int(v: str | None, default: int = 0) -> int:
+    try:
+        return int(str(v).strip())
+    except (TypeError, ValueError):
+        return default
+
+
+def _assemble(rows: list[tuple], source: str, skipped: Counter) -> DialogueLines:
+    """``rows`` of (sort key, text, label, dialogue, speaker, group) -> :class:`DialogueLines` in dialogue order."""
+    rows.sort(key=lambda r: r[0])
+    out = DialogueLines([], [], [], [], [], source, {})
+    for _, text, lab, dia, spk, grp in rows:
+        text = normalize_text(text)[:MAX_LINE_CHARS]
+        if not text:
+            skipped["empty_text"] += 1
+            continue
+        out.texts.append(text)
+        out.labels.append(lab)
+        out.dialogue.append(dia)
+        out.speaker.append(spk)
+        out.group.append(grp)
+    out.skipped = dict(skipped)
+    return out
+
+
+def read_meld_dialogues(path: str | Path) -> DialogueLines:
+    """MELD ``*_sent_emo.csv`` in dialogue order (``Dialogue_ID``, ``Utterance_ID``), with speakers."""
+    p = Path(path)
+    rows, skipped = [], Counter()
+    for k, r in enumerate(_read_csv_rows(p, {"Utterance", "Emotion", "Dialogue_ID", "Utterance_ID"}, "MELD")):
+        try:
+            lab = EMOTIONS.index(canonical(r.get("Emotion") or ""))
+        except KeyError:
+            lab = -1
+            skipped["emotion_outside_label_set"] += 1
+        dia = _int(r["Dialogue_ID"], -1)
+        grp = (f"friends-s{_int(r['Season'])}e{_int(r['Episode'])}" if r.get("Season") and r.get("Episode")
+               else f"meld-dia{dia}")
+        rows.append(((dia, _int(r["Utterance_ID"]), k), r["Utterance"] or "", lab, f"meld{dia}",
+                     (r.get("Speaker") or "").strip(), grp))
+    return _assemble(rows, "meld", skipped)
+
+
+def read_emorynlp(path: str | Path, exclude_episodes: set[tuple[int, int]] = frozenset()) -> DialogueLines:
+    """EmoryNLP ``.csv`` (Friends scenes) in scene order; lines of ``exclude_episodes`` ``(season, episode)`` are
+    dropped (counted in ``skipped["held_out_episode"]``), so nothing from a held-out episode reaches training."""
+    p = Path(path)
+    rows, skipped = [], Counter()
+    need = {"Utterance", "Speaker", "Emotion", "Scene_ID", "Utterance_ID", "Season", "Episode"}
+    for k, r in enumerate(_read_csv_rows(p, need, "EmoryNLP")):
+        season, episode = _int(r["Season"]), _int(r["Episode"])
+        if (season, episode) in exclude_episodes:
+            skipped["held_out_episode"] += 1
+            continue
+        name = (r.get("Emotion") or "").strip().lower()
+        mapped = EMORYNLP_MAP.get(name, None)
+        if mapped is None:
+            skipped["unlabelled_" + (name or "blank")] += 1
+        lab = EMOTIONS.index(mapped) if mapped is not None else -1
+        spk = (r.get("Speaker") or "").strip().strip("[]").strip("'\"")
+        scene = f"emory-s{season}e{episode}-{_int(r['Scene_ID'])}"
+        rows.append(((season, episode, _int(r["Scene_ID"]), _int(r["Utterance_ID"]), k), r["Utterance"] or "", lab,
+                     f"{p.stem}-{scene}", spk, f"friends-s{season}e{episode}"))
+    return _assemble(rows, "emorynlp", skipped)
+
+
+def read_dailydialog(path: str | Path) -> DialogueLines:
+    """DailyDialog (RECCON subset) ``.csv``: ``dialogue_id, turn, speaker, utterance, emotion``."""
+    p = Path(path)
+    rows, skipped = [], Counter()
+    for k, r in enumerate(_read_csv_rows(p, {"dialogue_id", "turn", "speaker", "utterance", "emotion"},
+                                         "DailyDialog")):
+        mapped = DAILYDIALOG_MAP.get((r.get("emotion") or "").strip().lower())
+        if mapped is None:
+            skipped["emotion_outside_label_set"] += 1
+        lab = EMOTIONS.index(mapped) if mapped is not None else -1
+        dia = (r.get("dialogue_id") or f"row{k}").strip()
+        # DailyDialog is tokenised ("Hey , you wanna ... ?"): glue punctuation back as people type it
+        text = re.sub(r" ([,.!?;:%])", r"\1", (r.get("utterance") or "").replace(" ' ", "'").replace(" ’ ", "'"))
+        rows.append(((dia, _int(r["turn"]), k), text, lab, f"dd-{dia}", (r.get("speaker") or "").strip(),
+                     f"dd-{dia}"))
+    return _assemble(rows, "dailydialog", skipped)
+
+
+def episodes_of(path: str | Path) -> set[tuple[int, int]]:
+    """``(season, episode)`` pairs of a MELD or EmoryNLP csv (to keep held-out episodes out of training)."""
+    rows = _read_csv_rows(Path(path), {"Season", "Episode"}, "Friends")
+    return {(_int(r["Season"]), _int(r["Episode"])) for r in rows}

@@ -24,6 +24,9 @@ FEW_WORDS = 3
 """Fewer words than this in a window is reported as poor (``"2 words"``)."""
 LOW_ASR_CONFIDENCE = 0.5
 """ASR confidence below this is reported as poor."""
+IDLE_REASON = "nobody spoke"
+"""The reason of an idle window (source present, no line in the window)."""
+NO_SOURCE_REASON = "no transcript source"
 GARBLED_FRACTION = 0.3
 """A garbled-token fraction above this is reported as ``"garbled text"``."""
 
@@ -123,7 +126,11 @@ class TextCues:
         asr_confidence: word-weighted mean recogniser confidence in [0, 1] over the window's ASR segments;
             ``None`` when the text was typed or read from a file (no recogniser involved) or absent.
         garbled_fraction: fraction of word tokens that are not in the vocabulary (see the module docstring).
-        reason: why the text is missing when the capture layer said so (``"no transcript"``, device reason).
+        reason: why the text is missing when the capture layer said so (``"no transcript source"``, a device
+            reason, or :data:`IDLE_REASON` when the source is there but nobody spoke).
+        idle: a transcript source exists and works, but no line falls in the window (a pause, silence). The model
+            is told exactly as for absent text (no text to read); the app shows it differently from a missing
+            source, since a pause says nothing is wrong.
     """
 
     present: bool
@@ -131,6 +138,7 @@ class TextCues:
     asr_confidence: float | None = None
     garbled_fraction: float = 0.0
     reason: str = ""
+    idle: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.words, int) or self.words < 0:
@@ -144,10 +152,17 @@ class TextCues:
             raise ValueError(f"garbled_fraction must be in [0, 1], got {self.garbled_fraction!r}")
         if not self.present and self.garbled_fraction:
             raise ValueError("absent text cannot be garbled")
+        if self.idle and self.present:
+            raise ValueError("a window with text cannot be idle")
 
     @classmethod
     def absent(cls, reason: str = "no transcript") -> "TextCues":
         return cls(False, 0, None, 0.0, reason or "no transcript")
+
+    @classmethod
+    def silent(cls) -> "TextCues":
+        """The source is there, nobody spoke in this window."""
+        return cls(False, 0, None, 0.0, IDLE_REASON, idle=True)
 
     @classmethod
     def from_text(cls, text: str, asr_confidence: float | None = None) -> "TextCues":
@@ -191,11 +206,41 @@ class TextCues:
         return d
 
 
+_LIVE_STATES = frozenset({"starting", "running", "ended"})
+"""Source states in which an empty window means a pause, not a missing source (``ended``: a transcript file or
+stdin that has said everything it will; nobody is speaking, nothing is broken)."""
+
+
+def source_is_live(health) -> bool:
+    """Whether the window's ``ModalityHealth`` says a transcript source exists and is not failing."""
+    if health is None:
+        return False
+    state = getattr(getattr(health, "device_state", None), "value", getattr(health, "device_state", None))
+    if str(state) not in _LIVE_STATES:
+        return False
+    reason = str(getattr(health, "reason", "") or "")
+    return reason in ("", "no transcript", IDLE_REASON)
+
+
+def cues_from_slice(text_slice) -> TextCues:
+    """Cues of a ``streams`` ``TextSlice``: text cues when it has words; :meth:`TextCues.silent` (``idle``) when a
+    live transcript source delivered nothing for this window; absent cues with the capture layer's reason (e.g.
+    ``"no transcript source"``, ``"transcript unavailable"``) otherwise."""
+    health = getattr(text_slice, "health", None)
+    segments = getattr(text_slice, "segments", ())
+    cues = cues_from_segments(segments, True if health is None else bool(health.present),
+                              "" if health is None else str(health.reason or ""))
+    if not cues.present and source_is_live(health):
+        return TextCues.silent()
+    return cues
+
+
 def cues_from_segments(segments: Iterable, health_present: bool = True, health_reason: str = "") -> TextCues:
     """Cues of transcript segments (objects with ``text`` and ``confidence``, e.g. ``streams`` TextSegment).
 
     ``asr_confidence`` is the word-weighted mean of the segments that carry a confidence; None when none does.
     ``health_present=False`` (the capture layer marked the text missing) gives absent cues with its reason.
+    Use :func:`cues_from_slice` to tell a pause (idle) from a missing source.
     """
     if not health_present:
         return TextCues.absent(health_reason or "no transcript")

@@ -24,6 +24,7 @@ from torch import Tensor
 from umq.labels import EMOTIONS
 
 FORMAT_VERSION = 1
+CONTEXT_FORMAT_VERSION = 2  # umq.perception.text_context.ContextTextHead
 DEFAULT_WEIGHTS = Path(__file__).resolve().parents[2] / "assets" / "text" / "text_head.pt"
 
 DEFAULT_CONFIG: dict = {
@@ -96,21 +97,24 @@ class TextEmotionHead(nn.Module):
         return logits, emb
 
 
-def save_text_head(head: TextEmotionHead, path: str | Path, metrics: dict | None = None) -> Path:
+def save_text_head(head: nn.Module, path: str | Path, metrics: dict | None = None) -> Path:
     import json
 
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     # metrics/config go through JSON so the file holds only plain types (loadable with weights_only=True)
     plain = json.loads(json.dumps({"config": dict(head.config), "metrics": metrics or {}}, default=str))
-    torch.save({"format_version": FORMAT_VERSION, "config": plain["config"], "labels": list(EMOTIONS),
+    version = CONTEXT_FORMAT_VERSION if plain["config"].get("kind") == "context" else FORMAT_VERSION
+    torch.save({"format_version": version, "config": plain["config"], "labels": list(EMOTIONS),
                 "metrics": plain["metrics"],
                 "state_dict": {k: v.detach().cpu().contiguous() for k, v in head.state_dict().items()}}, p)
     return p
 
 
-def load_text_head(path: str | Path | None = None, device: str | torch.device | None = None) -> TextEmotionHead:
-    """Load a :class:`TextEmotionHead` (default ``assets/text/text_head.pt``) in eval mode on ``device``.
+def load_text_head(path: str | Path | None = None, device: str | torch.device | None = None) -> nn.Module:
+    """Load the text head (default ``assets/text/text_head.pt``) in eval mode on ``device``: a
+    :class:`~umq.perception.text_context.ContextTextHead` (format 2) or a single-line :class:`TextEmotionHead`
+    (format 1). Both give ``head(x) -> (logits [B, 7], embedding [B, emb])``.
 
     ``head.metrics`` holds the metrics stored with the weights.
 
@@ -128,11 +132,17 @@ def load_text_head(path: str | Path | None = None, device: str | torch.device | 
     if not isinstance(ck, dict) or not {"format_version", "config", "labels", "state_dict"} <= set(ck):
         raise ValueError(f"{p} is not a text head checkpoint (keys: "
                          f"{sorted(ck) if isinstance(ck, dict) else type(ck).__name__})")
-    if ck["format_version"] != FORMAT_VERSION:
-        raise ValueError(f"{p}: format_version {ck['format_version']} is not supported (expected {FORMAT_VERSION})")
+    if ck["format_version"] not in (FORMAT_VERSION, CONTEXT_FORMAT_VERSION):
+        raise ValueError(f"{p}: format_version {ck['format_version']} is not supported (expected "
+                         f"{FORMAT_VERSION} or {CONTEXT_FORMAT_VERSION})")
     if tuple(ck["labels"]) != EMOTIONS:
         raise ValueError(f"{p}: labels {ck['labels']} differ from the app order {EMOTIONS}")
-    head = TextEmotionHead(ck["config"])
+    if ck["format_version"] == CONTEXT_FORMAT_VERSION:
+        from umq.perception.text_context import ContextTextHead
+
+        head: nn.Module = ContextTextHead(ck["config"])
+    else:
+        head = TextEmotionHead(ck["config"])
     try:
         head.load_state_dict(ck["state_dict"])
     except RuntimeError as e:
@@ -217,6 +227,8 @@ def evaluate_text_file(path: str | Path, head: TextEmotionHead | None = None, fr
         from umq.perception.text import TextFrontEnd
 
         frontend = TextFrontEnd(head=head)
+    if int(getattr(head, "context", 0)) > 0 and Path(path).suffix.lower() == ".csv":
+        return _evaluate_dialogues(path, head, frontend, limit)
     rows = read_text_file(path).single_label()
     texts, y = rows.texts, rows.y()
     if limit is not None:
@@ -233,4 +245,34 @@ def evaluate_text_file(path: str | Path, head: TextEmotionHead | None = None, fr
     out["skipped_reasons"] = dict(rows.skipped)
     out["labels"] = list(EMOTIONS)
     out["path"] = str(path)
+    return out
+
+
+def _evaluate_dialogues(path: str | Path, head, frontend, limit: int | None) -> dict:
+    """A MELD ``.csv`` scored by a context head: each line read with its dialogue's previous lines (speakers
+    unknown, as in the app)."""
+    import numpy as np
+
+    from umq.data.text import read_meld_dialogues
+    from umq.perception.text_train_context import Samples, build_samples, predict
+
+    d = read_meld_dialogues(path)
+    uniq = sorted(set(d.texts))
+    index = {t: i for i, t in enumerate(uniq)}
+    feats = torch.cat([frontend.batch(uniq[a:a + 128])[0].cpu() for a in range(0, len(uniq), 128)])
+    s = build_samples([d], 0, index, head.context)
+    if limit is not None:
+        s = s.take(np.arange(min(limit, len(s.y))))
+    s = Samples(s.cur, s.ctx, np.full_like(s.spk, 2), s.y, s.source, s.group)
+    dev = next(head.parameters()).device
+    logits = predict(head.cpu(), feats, s)
+    head.to(dev)
+    out = classification_metrics(s.y, logits.argmax(1).numpy())
+    maj = int(np.bincount(s.y, minlength=len(EMOTIONS)).argmax()) if len(s.y) else 0
+    out["majority_weighted_f1"] = classification_metrics(s.y, [maj] * len(s.y))["weighted_f1"] if len(s.y) else 0.0
+    out["skipped"] = int(sum(d.skipped.values()))  # out-of-set lines stay as context, counted here
+    out["skipped_reasons"] = dict(d.skipped)
+    out["labels"] = list(EMOTIONS)
+    out["path"] = str(path)
+    out["context"] = head.context
     return out

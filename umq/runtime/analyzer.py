@@ -11,7 +11,6 @@ The state of each modality, the "no usable input" decision and their thresholds 
 """
 from __future__ import annotations
 
-import collections
 import concurrent.futures
 import logging
 import time
@@ -25,7 +24,7 @@ from streams.windows import Window
 from umq.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint
 from umq.device import pick_device, to_device, to_host
 from umq.labels import EMOTIONS
-from umq.perception.text_cues import cues_from_segments
+from umq.perception.text_cues import cues_from_slice
 from umq.result import FaceReport, ModalityReport, Prediction, Result
 
 from .calibration import QualityCalibration
@@ -183,7 +182,10 @@ class Analyzer:
         self.voice = VoiceFrontEnd(self.voice_net, device=self.device, vad=cfg.vad)
         self.text_head = load_text_head(device=self.device).eval()
         self.text = TextFrontEnd(head=self.text_head, device=self.device)
-        self._text_cache: collections.OrderedDict[str, tuple[torch.Tensor, torch.Tensor]] = collections.OrderedDict()
+        from umq.perception.text_context import TranscriptContext
+
+        # the session's recent transcript lines + per-line caches (overlapping windows do not re-encode)
+        self._text_cache = TranscriptContext(self.text_head, self.text)
         self._lab_video = None
         self._face_pool: concurrent.futures.ThreadPoolExecutor | None = None
         self.parallel = cfg.parallel
@@ -305,15 +307,14 @@ class Analyzer:
                                   probs if present else None)
 
     def _perceive_text(self, w: Window) -> tuple[ModalityPerception, str]:
-        th = w.text.health
-        tc = cues_from_segments(w.text.segments, th.present, th.reason)
-        idle = bool(getattr(tc, "idle", False))
+        tc = cues_from_slice(w.text)
+        idle = bool(tc.idle)
         if not tc.present:
             x = text_vector(torch.zeros(self.text_head.emb_dim, device=self.device),
                             torch.zeros(7, device=self.device), tc)
             return ModalityPerception(x, False, tc.describe(), (), tc.to_json(), None, idle), ""
         text = w.text.text
-        emb, probs = self._text_features(text)
+        emb, probs = self._text_features(w)
         flags = tuple(f for f in tc.describe().split("; ") if f)
         return ModalityPerception(text_vector(emb, probs, tc), True, "", flags, tc.to_json(), probs), text
 
@@ -356,19 +357,10 @@ class Analyzer:
         ff = self.face(frames)
         return ff, (time.perf_counter() - t) * 1000
 
-    def _text_features(self, text: str) -> tuple[torch.Tensor, torch.Tensor]:
-        """(embedding, probabilities) of the head; overlapping windows repeat the same text, so cache by text."""
-        hit = self._text_cache.get(text)
-        if hit is None:
-            hx, _ = self.text.batch([text])
-            logits, emb = self.text_head(hx)
-            hit = (emb[0], logits.softmax(-1)[0])
-            self._text_cache[text] = hit
-            while len(self._text_cache) > 64:
-                self._text_cache.popitem(last=False)
-        else:
-            self._text_cache.move_to_end(text)
-        return hit
+    def _text_features(self, w: Window) -> tuple[torch.Tensor, torch.Tensor]:
+        """(embedding, probabilities) of the window's lines, each read with its predecessors in the session's
+        transcript (:class:`~umq.perception.text_context.TranscriptContext` keeps the history and the caches)."""
+        return self._text_cache.window_outputs(w.text.segments, w.t0, w.t1)
 
     # -- model ---------------------------------------------------------------------------------------------
     def _inputs(self, p: Perceived) -> tuple[tuple[torch.Tensor, ...], torch.Tensor]:

@@ -167,6 +167,11 @@ def build(out: Path) -> dict:
     events.append((off0, SourceStatus(SourceState.RECONNECTING, "camera disconnected (demo: unplugged)", off0,
                                       Modality.VIDEO, "demo-video")))
     events.append((off1, SourceStatus(SourceState.RUNNING, "", off1, Modality.VIDEO, "demo-video")))
+    # the scripted no-transcript stretch is a transcript source that stops, not a pause in the talk ("idle")
+    nt0, nt1 = SCRIPT["no_transcript"]
+    events.append((nt0, SourceStatus(SourceState.UNAVAILABLE, "transcript source stopped (demo: no transcript)", nt0,
+                                     Modality.TEXT, "demo-text")))
+    events.append((nt1, SourceStatus(SourceState.RUNNING, "", nt1, Modality.TEXT, "demo-text")))
     for k in range(int(DURATION_S * FPS)):
         t = k / FPS
         if not _in("camera_off", t):

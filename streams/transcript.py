@@ -336,8 +336,9 @@ class TranscriptSource(ThreadedSource):
             segments = sorted(parsed.segments, key=lambda s: s.t1)
             self.counters.extra["skipped"] = parsed.skipped
         except OSError as exc:
-            self._set_status(SourceState.UNAVAILABLE, f"transcript file {path} could not be read "
-                                                       f"({exc.strerror or exc}): check the path given with --transcript")
+            self._set_status(SourceState.UNAVAILABLE,
+                             f"transcript file {path} could not be read ({exc.strerror or exc}): "
+                             "check the path given with --transcript")
             return
         except ValueError as exc:
             self._set_status(SourceState.UNAVAILABLE, str(exc))

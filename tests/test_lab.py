@@ -4,20 +4,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from streams.packets import AUDIO_RATE, AudioChunk, VideoFrame
+from streams.packets import AUDIO_RATE, AudioChunk, Modality, SourceState, VideoFrame
 from umq.perception import video_corrupt
 from umq.perception.face_cues import sharpness
 from umq.runtime.lab import LabSettings, QualityLab
-
-from streams.packets import Modality, SourceState
 
 from .helpers import status, text, window_of
 
 
 def _face_image(size=(160, 120)) -> np.ndarray:
-    from skimage import data
-
     import cv2
+    from skimage import data
 
     img = cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR)
     return cv2.resize(img, size, interpolation=cv2.INTER_AREA)

@@ -20,8 +20,14 @@ from umq.data.text import normalize_text, read_goemotions, read_meld, read_text_
 from umq.labels import EMOTIONS
 from umq.perception import text_corrupt as tc
 from umq.perception.text_cues import TextCues, cues_from_segments, garbled_fraction
-from umq.perception.text_net import (DEFAULT_WEIGHTS, TextEmotionHead, classification_metrics, evaluate_text_file,
-                                     load_text_head, save_text_head)
+from umq.perception.text_net import (
+    DEFAULT_WEIGHTS,
+    TextEmotionHead,
+    classification_metrics,
+    evaluate_text_file,
+    load_text_head,
+    save_text_head,
+)
 
 torch.set_num_threads(2)
 

@@ -14,8 +14,13 @@ import pytest
 
 from streams.clock import SessionClock, SimulatedClock
 from streams.packets import SourceState, SourceStatus, TextSegment
-from streams.transcript import (MAX_CHARS, TranscriptSource, load_transcript_file, open_transcript_source,
-                                read_transcript_file)
+from streams.transcript import (
+    MAX_CHARS,
+    TranscriptSource,
+    load_transcript_file,
+    open_transcript_source,
+    read_transcript_file,
+)
 from tests.helpers import wait_for
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -19,12 +19,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .checkpoint import load_model
 from .corrupt import protocol_conditions
 from .data import REPO_ROOT, apply_norm, parse_ids
 from .data.loading import load_dataset
 from .device import pick_device
 from .evaluate import evaluate_conditions, format_table, summarise
-from .checkpoint import load_model
 from .model import VARIANTS
 from .train import load_config, train_model
 

@@ -98,9 +98,9 @@ def _fit(cfg: dict, mcfg: UMQConfig, train: Batch, val: FeatureSet | None, dev: 
     t = cfg["train"]
     torch.manual_seed(int(t.get("seed", 0)))
     model = UMQ(mcfg).to(dev)
-    opt = torch.optim.AdamW(model.parameters(), lr=float(t.get("lr", 2e-3)), weight_decay=float(t.get("weight_decay", 1e-2)),
-                            fused=True)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, int(t.get("epochs", 80)), eta_min=float(t.get("lr", 2e-3)) * 0.05)
+    lr = float(t.get("lr", 2e-3))
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=float(t.get("weight_decay", 1e-2)), fused=True)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, int(t.get("epochs", 80)), eta_min=lr * 0.05)
     g = torch.Generator(device=dev).manual_seed(int(t.get("seed", 0)) + (0 if phase == "select" else 1))
     tc = TrainCorruption.from_dict(cfg.get("corrupt", {}))
     st: dict[str, Any] = {"phase": phase, "epoch": 0, "best_score": -1e9, "best_epoch": 0, "bad": 0, "history": []}
@@ -193,13 +193,14 @@ def _concat(a: FeatureSet, b: FeatureSet) -> FeatureSet:
     x, mask = {}, {}
     for m in a.modalities:
         t = max(a.x[m].shape[1], b.x[m].shape[1])
-        pad = lambda v, fill: np.pad(v, [(0, 0), (0, t - v.shape[1])] + [(0, 0)] * (v.ndim - 2),  # noqa: E731
-                                     constant_values=fill)
+        pad = lambda v, fill, t=t: np.pad(v, [(0, 0), (0, t - v.shape[1])] + [(0, 0)] * (v.ndim - 2),  # noqa: E731
+                                          constant_values=fill)
         x[m] = np.concatenate([pad(a.x[m], 0), pad(b.x[m], 0)])
         mask[m] = np.concatenate([pad(a.mask[m], False), pad(b.mask[m], False)])
     cat = lambda u, v: None if u is None else np.concatenate([u, v])  # noqa: E731
-    return FeatureSet(a.modalities, x, mask, np.concatenate([a.present, b.present]), np.concatenate([a.groups, b.groups]),
-                      a.ids + b.ids, cat(a.y, b.y), cat(a.y_reg, b.y_reg), a.feature_names)
+    return FeatureSet(a.modalities, x, mask, np.concatenate([a.present, b.present]),
+                      np.concatenate([a.groups, b.groups]), a.ids + b.ids, cat(a.y, b.y), cat(a.y_reg, b.y_reg),
+                      a.feature_names)
 
 
 def main(argv: list[str] | None = None) -> int:

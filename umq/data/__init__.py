@@ -79,14 +79,14 @@ class FeatureSet:
     def dims(self) -> dict[str, int]:
         return {m: int(self.x[m].shape[2]) for m in self.modalities}
 
-    def subset(self, idx: np.ndarray) -> "FeatureSet":
+    def subset(self, idx: np.ndarray) -> FeatureSet:
         idx = np.asarray(idx)
         return FeatureSet(self.modalities, {m: v[idx] for m, v in self.x.items()},
                           {m: v[idx] for m, v in self.mask.items()}, self.present[idx], self.groups[idx],
                           [self.ids[i] for i in idx], None if self.y is None else self.y[idx],
                           None if self.y_reg is None else self.y_reg[idx], self.feature_names)
 
-    def select_groups(self, groups: list[int] | None) -> "FeatureSet":
+    def select_groups(self, groups: list[int] | None) -> FeatureSet:
         if groups is None:
             return self
         return self.subset(np.flatnonzero(np.isin(self.groups, groups)))
@@ -117,7 +117,7 @@ class NormStats:
                 "std": {m: torch.from_numpy(v) for m, v in self.std.items()}, "speaker_norm": list(self.speaker_norm)}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "NormStats":
+    def from_dict(cls, d: dict) -> NormStats:
         return cls({m: v.numpy() for m, v in d["mean"].items()}, {m: v.numpy() for m, v in d["std"].items()},
                    list(d["speaker_norm"]))
 

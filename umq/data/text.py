@@ -22,8 +22,8 @@ Nothing here needs torch.
 from __future__ import annotations
 
 import csv
-import re
 import os
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -85,7 +85,7 @@ class TextRows:
         """Indices of single-label rows."""
         return [i for i, lab in enumerate(self.labels) if len(lab) == 1]
 
-    def single_label(self) -> "TextRows":
+    def single_label(self) -> TextRows:
         """Only the single-label rows; multi-label ones are counted in ``skipped["multi_label"]``."""
         keep = self.single
         skipped = dict(self.skipped)
@@ -278,7 +278,7 @@ class DialogueLines:
             j -= 1
         return out[::-1]
 
-    def subset(self, keep: list[int]) -> "DialogueLines":
+    def subset(self, keep: list[int]) -> DialogueLines:
         return DialogueLines([self.texts[i] for i in keep], [self.labels[i] for i in keep],
                              [self.dialogue[i] for i in keep], [self.speaker[i] for i in keep],
                              [self.group[i] for i in keep], self.source, dict(self.skipped))
@@ -350,7 +350,7 @@ def read_emorynlp(path: str | Path, exclude_episodes: set[tuple[int, int]] = fro
             skipped["held_out_episode"] += 1
             continue
         name = (r.get("Emotion") or "").strip().lower()
-        mapped = EMORYNLP_MAP.get(name, None)
+        mapped = EMORYNLP_MAP.get(name)
         if mapped is None:
             skipped["unlabelled_" + (name or "blank")] += 1
         lab = EMOTIONS.index(mapped) if mapped is not None else -1

@@ -95,7 +95,7 @@ class UMQConfig:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "UMQConfig":
+    def from_dict(cls, d: dict[str, Any]) -> UMQConfig:
         d = dict(d)
         known = {f.name for f in fields(cls)}
         unknown = set(d) - known

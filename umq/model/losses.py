@@ -128,7 +128,8 @@ def compute_losses(model: UMQ, batch: Batch, clean: Batch, g: torch.Generator,
     if extras is not None and extras.twin is not None and L.w_twin > 0 and cfg.task != "regression":
         parts.update(_twin_terms(model, out, extras, target, L.label_smoothing))
 
-    w = {"q_target": L.w_q_target, "twin": L.w_twin, "twin_task": L.w_twin,"task": 1.0, "unimodal": L.w_unimodal, "q_anchor_low": L.w_quality, "q_anchor_high": L.w_quality,
+    w = {"q_target": L.w_q_target, "twin": L.w_twin, "twin_task": L.w_twin, "task": 1.0, "unimodal": L.w_unimodal,
+         "q_anchor_low": L.w_quality, "q_anchor_high": L.w_quality,
          "q_ladder": L.w_quality, "q_cross": L.w_quality, "recon": L.w_recon, "similarity": L.w_sim,
          "load_balance": L.w_balance, "consistency": L.w_consistency}
     total = sum(w[k] * v for k, v in parts.items())

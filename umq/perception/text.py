@@ -21,9 +21,10 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import re
 import threading
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -210,7 +211,7 @@ class TextFeatures:
     text: str
     embedding: Tensor
     x: Tensor
-    cues: "TextCues"
+    cues: TextCues
 
     @property
     def present(self) -> bool:

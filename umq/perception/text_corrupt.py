@@ -16,7 +16,7 @@ string; none of them looks at labels. Replacement words come from the MiniLM Wor
 from __future__ import annotations
 
 import string
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

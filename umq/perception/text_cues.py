@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Iterable
 
 FEW_WORDS = 3
 """Fewer words than this in a window is reported as poor (``"2 words"``)."""
@@ -34,7 +34,7 @@ _SUFFIXES = ("n't", "'s", "'re", "'ve", "'ll", "'d", "'m", "ers", "ing", "est", 
              "'")
 _SPOKEN = frozenset("""oh ooh ohh ah ahh aah uh uhh um umm hmm mm mmm mhm huh ugh ew eww aw aww whoa woah wow woo
 hoo yay yeah yep yup nope nah okay ok hey hi bye gonna wanna gotta kinda sorta shoulda coulda woulda musta gimme
-lemme dunno damnit y'know ya yo ha haha heh eh""".split())
+lemme dunno damnit y'know ya yo ha haha heh eh""".split())  # noqa: SIM905 - a word list reads better as prose
 """Spoken interjections and contractions the WordPiece list lacks (a fixed hand list, not taken from data)."""
 _TOKEN_STRIP = "\"'`.,;:!?()[]{}<>*_~-—–…“”‘’/\\|"
 _LETTERS = re.compile(r"^[a-z]+(?:'[a-z]+)*$")
@@ -156,16 +156,16 @@ class TextCues:
             raise ValueError("a window with text cannot be idle")
 
     @classmethod
-    def absent(cls, reason: str = "no transcript") -> "TextCues":
+    def absent(cls, reason: str = "no transcript") -> TextCues:
         return cls(False, 0, None, 0.0, reason or "no transcript")
 
     @classmethod
-    def silent(cls) -> "TextCues":
+    def silent(cls) -> TextCues:
         """The source is there, nobody spoke in this window."""
         return cls(False, 0, None, 0.0, IDLE_REASON, idle=True)
 
     @classmethod
-    def from_text(cls, text: str, asr_confidence: float | None = None) -> "TextCues":
+    def from_text(cls, text: str, asr_confidence: float | None = None) -> TextCues:
         words = len(text.split())
         if not words:
             return cls.absent()

@@ -13,8 +13,8 @@ Checkpoint (``assets/text/text_head.pt``, read with ``torch.load(weights_only=Tr
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import torch
 import torch.nn as nn

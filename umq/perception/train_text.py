@@ -46,8 +46,14 @@ import torch.nn.functional as F
 
 from umq.data.text import TextRows, read_goemotions, read_meld, text_dir
 from umq.labels import EMOTIONS
-from umq.perception.text_net import (DEFAULT_CONFIG, DEFAULT_WEIGHTS, TextEmotionHead, classification_metrics,
-                                     head_input, save_text_head)
+from umq.perception.text_net import (
+    DEFAULT_CONFIG,
+    DEFAULT_WEIGHTS,
+    TextEmotionHead,
+    classification_metrics,
+    head_input,
+    save_text_head,
+)
 
 FEATURE_VERSION = 2  # bump when the encoder pipeline or lexical features change (invalidates the cache)
 CACHE_DIR = Path(os.environ.get("UMQ_CACHE", Path.home() / ".cache" / "umq")) / "text"

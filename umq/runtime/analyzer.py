@@ -28,7 +28,6 @@ from umq.perception.text_cues import cues_from_slice
 from umq.result import FaceReport, ModalityReport, Prediction, Result
 
 from .calibration import QualityCalibration
-
 from .features import DIMS, FEATURE_RECIPE, MODALITIES, face_vector, masked_mean, text_vector, voice_vector
 from .lab import QualityLab
 from .states import LOW_QUALITY, has_evidence, modality_state, state_reason
@@ -240,7 +239,8 @@ class Analyzer:
         img = rng.integers(0, 255, (120, 160, 3), dtype=np.uint8)
         n = 32000
         w = Window(-1, 0.0, 2.0,
-                   VideoSlice((VideoFrame(1.9, img, -1),), ModalityHealth(Modality.VIDEO, True, expected=1, received=1)),
+                   VideoSlice((VideoFrame(1.9, img, -1),),
+                              ModalityHealth(Modality.VIDEO, True, expected=1, received=1)),
                    AudioSlice((0.05 * rng.standard_normal(n)).astype(np.float32), np.ones(n, bool),
                               ModalityHealth(Modality.AUDIO, True, expected=n, received=n)),
                    TextSlice((TextSegment(0.5, 1.5, "warming up"),), ModalityHealth(Modality.TEXT, True, received=1)))

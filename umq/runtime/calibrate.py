@@ -1,13 +1,16 @@
-"""Fit the quality calibration: ``python -m umq.runtime.calibrate [--data DIR] [--out assets/runtime/calibration.json]``.
+"""Fit the quality calibration: ``python -m umq.runtime.calibrate [--data DIR] [--out FILE]``.
+
+``--out`` defaults to ``assets/runtime/calibration.json``.
 
 What the gauge should say: the expected accuracy of the modality's own encoder on inputs like this one,
 relative to clean inputs, on the chance-to-clean scale (1 = as good as clean, 0 = no better than chance).
 The runtime UMQ's rank-guided estimator gives a raw score ``q``; an isotonic regression of the encoder being
 right (0/1) on ``q`` gives the expected accuracy at each ``q``, which :func:`umq.runtime.sampling.relative`
-turns into the gauge (:func:`fit_modality`). Fitted per modality on every version of the validation caches (clean, every corruption
-kind at every severity of the validation ladder, switched off) of the *fit* half of the validation items only
-(:func:`umq.runtime.evaluation.halves`: RAVDESS actors 17-18, every other FER public_test face and MELD dev
-utterance); the reliability tables are computed on the other half, which the fit never saw.
+turns into the gauge (:func:`fit_modality`). Fitted per modality on every version of the validation caches
+(clean, every corruption kind at every severity of the validation ladder, switched off) of the *fit* half of
+the validation items only (:func:`umq.runtime.evaluation.halves`: RAVDESS actors 17-18, every other FER
+public_test face and MELD dev utterance); the reliability tables are computed on the other half,
+which the fit never saw.
 """
 from __future__ import annotations
 
@@ -113,7 +116,8 @@ def markdown(report: dict) -> str:
     for m, rep in report.items():
         lines += [f"**{m}** (report half: {rep['rows'][0]['n']} items; ladder Spearman per kind: "
                   + ", ".join(f"{k} {v:+.2f}" for k, v in rep["spearman"].items()) + ")", "",
-                  "| version | encoder acc | relative acc | mean gauge | gap | share low |", "|---|---|---|---|---|---|"]
+                  "| version | encoder acc | relative acc | mean gauge | gap | share low |",
+                  "|---|---|---|---|---|---|"]
         for r in rep["rows"]:
             flag = "" if abs(r["gap"]) <= TOLERANCE else " **x**"
             lines.append(f"| {r['version']} | {r['encoder_accuracy']:.3f} | {r['relative_accuracy']:.2f} | "
@@ -122,7 +126,8 @@ def markdown(report: dict) -> str:
     return "\n".join(lines)
 
 
-def calibrate(caches: dict[str, ModalityCache], checkpoint: Path, device: str = "cpu") -> tuple[QualityCalibration, dict]:
+def calibrate(caches: dict[str, ModalityCache], checkpoint: Path,
+              device: str = "cpu") -> tuple[QualityCalibration, dict]:
     model, mean, std, _ = load_runtime_model(checkpoint, device)
     model.eval()
     knots, report, data = {}, {}, {}

@@ -14,7 +14,7 @@ import itertools
 import logging
 import time
 import warnings
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn

@@ -212,7 +212,7 @@ def build_voice_cache(ravdess: Path, actors: list[int], seed: int, device: str =
         for i, r in enumerate(rows):
             by_actor.setdefault(r["actor"], []).append(i)
         bar = tqdm(total=len(rows), desc="voice vectors", disable=not progress)
-        for actor, items in by_actor.items():
+        for items in by_actor.values():
             fe = VoiceFrontEnd(net, device=device)  # one session per speaker: the running normaliser adapts
             clips = [center_crop(read_audio(rows[i]["audio"])) for i in items]
             for clip, valid in clips:  # warm the normaliser on the speaker's clean speech, as a session would

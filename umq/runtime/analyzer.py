@@ -68,9 +68,9 @@ def _check_encoders(path, trained_on: dict | None) -> None:
         return
     stale = [m for m, digest in trained_on.items() if m in MODALITIES and encoder_digest(m) != digest]
     if stale:
-        log.warning("runtime checkpoint %s was trained on other %s encoder(s) or front-end code than the installed "
-                    "ones: retrain with `python -m umq.runtime.train`, then `python -m umq.runtime.calibrate`",
-                    path, "/".join(stale))
+        log.info("runtime checkpoint %s was trained on other %s encoder(s) or front-end code than the installed "
+                 "ones: retrain with `python -m umq.runtime.train`, then `python -m umq.runtime.calibrate`",
+                 path, "/".join(stale))
 
 
 @dataclass

@@ -16,11 +16,13 @@ MAX_MODULE, MAX_FUNCTION = 500, 80
 MODULE_EXCEPTIONS: set[str] = {"umq/perception/voice.py", "umq/perception/train_voice.py"}
 FUNCTION_EXCEPTIONS: set[str] = {
     "app/bench/report.py:run_bench", "app/bench/report.py:format_table", "app/dashboard/ui_live.py:build_live",
-    "umq/perception/train_face.py:main", "umq/perception/train_text.py:main", "umq/perception/train_voice.py:train",
+    "umq/perception/train_face.py:main", "umq/perception/text_train_context.py:main", "umq/evaluate.py:main",
+    "umq/model/losses.py:compute_losses", "umq/perception/train_text.py:main", "umq/perception/train_voice.py:train",
 }
 CYCLE_EXCEPTIONS: set[frozenset[str]] = {
     frozenset({"umq.perception.voice", "umq.perception.voice_net"}),
-    frozenset({"umq.perception.text", "umq.perception.text_cues", "umq.perception.text_net"}),
+    frozenset({"umq.perception.text", "umq.perception.text_context", "umq.perception.text_cues",
+               "umq.perception.text_net", "umq.perception.text_train_context"}),
 }
 
 

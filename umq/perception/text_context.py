@@ -24,22 +24,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from umq.labels import EMOTIONS
+from umq.perception.text_net import DEFAULT_CONFIG
 
-CONTEXT_FORMAT_VERSION = 2
-
-CONTEXT_CONFIG: dict = {
-    "kind": "context",
-    "layers": [0, 3, 4, 5, 6],
-    "lexical": True,
-    "n_lexical": 9,
-    "embed_dim": 384,
-    "hidden": 192,
-    "emb": 128,
-    "dropout": 0.3,
-    "input_dropout": 0.1,
-    "num_classes": len(EMOTIONS),
-    "context": 4,
-}
+CONTEXT_CONFIG: dict = {**DEFAULT_CONFIG, "kind": "context", "context": 4}
+"""The single-line head's layers and sizes, plus up to 4 previous lines."""
 
 N_META = 4
 """Per context line: same speaker, other speaker, speaker unknown, distance back / context."""

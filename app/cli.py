@@ -346,7 +346,7 @@ def security_warnings(host: str, share: bool, auth) -> list[str]:
 def run_dashboard(args: argparse.Namespace, replay: Path | None = None, live: bool | None = None) -> int:
     """Open the dashboard on live capture, a replay, or (no devices) the demo session; blocks until Ctrl-C."""
     from umq.checkpoint import CheckpointError
-    from umq.runtime.analyzer import Analyzer
+    from umq.runtime import Analyzer
 
     from .capture import CaptureOptions, missing_input_lines
     from .dashboard.controller import DashboardController, ReplayPathError
@@ -389,7 +389,7 @@ def run_dashboard(args: argparse.Namespace, replay: Path | None = None, live: bo
                 for line in missing_input_lines(ctl.engine.capture):
                     print(line, file=sys.stderr)
     except (CheckpointError, ReplayPathError, ValueError, OSError, RuntimeError, ImportError) as exc:
-        # a damaged face/voice/text/UMQ weights file included (FaceNetLoadError is a RuntimeError)
+        # a damaged face/voice/text/UMQ weights file included (CheckpointError is a RuntimeError)
         print(f"error: {one_line(exc)}", file=sys.stderr)
         ctl.close()
         return EXIT_ERROR

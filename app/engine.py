@@ -362,4 +362,4 @@ def _cannot_load(exc: BaseException) -> bool:
     if isinstance(exc, (FileNotFoundError, ImportError, MemoryError)):
         return True
     names = {c.__name__ for c in type(exc).__mro__}  # by name: importing the model packages here costs seconds
-    return bool(names & {"CheckpointError", "FaceNetLoadError", "ModelDigestError"})
+    return bool(names & {"CheckpointError", "ModelDigestError"})

@@ -161,11 +161,11 @@ def _write_results(replay, config, out, analyzer, lsl: str | None = None) -> tup
 def load_analyzer(device: str | None):
     """The runtime analyzer with every model loaded now (the face net is otherwise loaded on the first window):
     a damaged or missing weights file is one :class:`~app.outputs.RunFailed` naming it, before any work."""
-    from umq.runtime.analyzer import Analyzer
+    from umq.runtime import Analyzer
 
     try:
         analyzer = Analyzer(device=device)
         analyzer.warm_up()
-    except (OSError, ValueError, RuntimeError, ImportError) as exc:  # CheckpointError, FaceNetLoadError, ...
+    except (OSError, ValueError, RuntimeError, ImportError) as exc:  # CheckpointError, ModelDigestError, ...
         raise RunFailed(f"cannot load the models: {one_line(exc)}") from exc
     return analyzer

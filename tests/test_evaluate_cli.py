@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from umq.data import default_data_root
+from umq.training.data import default_data_root
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = default_data_root()

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from umq.data import default_data_root
 from umq.labels import EMOTIONS
-from umq.perception.face_appcheck import Faces, place_face, score
+from umq.training.data import default_data_root
+from umq.training.face.appcheck import Faces, place_face, score
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = default_data_root()
@@ -46,7 +46,7 @@ def test_placed_face_is_a_vga_frame_with_the_face_in_it():
 @pytest.mark.skipif(DATA is None, reason="../shared/data not found (set UMQ_DATA)")
 def test_app_face_command_end_to_end(tmp_path):
     out = tmp_path / "rep.json"
-    proc = subprocess.run([sys.executable, "-m", "umq.evaluate", "app-face", "--data",
+    proc = subprocess.run([sys.executable, "-m", "umq.training.evaluate", "app-face", "--data",
                            str(DATA / "fer2013" / "public_test.npz"), "--per-class", "1", "--out", str(out),
                            "--workdir", str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]

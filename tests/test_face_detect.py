@@ -7,11 +7,11 @@ import pytest
 from skimage import data
 
 from streams.packets import VideoFrame
-from umq.perception.face import FaceFrontEnd
-from umq.perception.face_align import FER_BOX, FER_TEMPLATE, align_face, fer_crop, fer_square, head_pose, similarity
-from umq.perception.face_cues import FaceCues
-from umq.perception.face_detect import RetinaFaceDetector, to_bgr
-from umq.perception.face_track import MultiFaceTracker
+from umq.perception.face.align import FER_BOX, FER_TEMPLATE, align_face, fer_crop, fer_square, head_pose, similarity
+from umq.perception.face.cues import FaceCues
+from umq.perception.face.detect import RetinaFaceDetector, to_bgr
+from umq.perception.face.frontend import FaceFrontEnd
+from umq.perception.face.track import MultiFaceTracker
 
 
 class Frame:
@@ -147,7 +147,7 @@ def test_track_ids_survive_a_short_occlusion_and_primary_is_the_largest(detector
 
 
 def test_a_face_too_small_to_read_is_not_called_no_face(frontend, astronaut, monkeypatch):
-    monkeypatch.setattr("umq.perception.face.MIN_FACE_PX", 10_000)  # every detected face counts as too small
+    monkeypatch.setattr("umq.perception.face.frontend.MIN_FACE_PX", 10_000)  # every detected face counts as too small
     frontend.reset()
     feats = frontend([VideoFrame(i * 0.1, astronaut, i) for i in range(3)])
     assert not feats.mask.any() and feats.cues.describe().startswith("face too small")

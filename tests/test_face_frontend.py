@@ -8,8 +8,8 @@ import torch
 from skimage import data
 
 from streams.packets import VideoFrame
-from umq.perception.face import FaceFrontEnd
-from umq.perception.face_cues import FaceCues
+from umq.perception.face.cues import FaceCues
+from umq.perception.face.frontend import FaceFrontEnd
 
 
 def astronaut_frame(t: float = 0.0, index: int = 0, shift: int = 0) -> VideoFrame:

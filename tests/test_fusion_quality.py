@@ -11,12 +11,12 @@ import pytest
 import torch
 
 from umq.model import UMQ, compute_losses
-from umq.runtime.calibrate import fit_modality, ladder_spearman
 from umq.runtime.calibration import QualityCalibration
 from umq.runtime.features import DIMS, EMBED, MODALITIES
-from umq.runtime.sampling import TripleSampler, degrading_kinds, usefulness
-from umq.runtime.train import fit_norm, model_config
-from umq.runtime.triples import KINDS, ModalityCache, version_names
+from umq.training.runtime.calibrate import fit_modality, ladder_spearman
+from umq.training.runtime.sampling import TripleSampler, degrading_kinds, usefulness
+from umq.training.runtime.train import fit_norm, model_config
+from umq.training.runtime.triples import KINDS, ModalityCache, version_names
 
 
 def _cache(m: str, n: int = 70, seed: int = 0, harmless: str | None = None) -> ModalityCache:
@@ -35,21 +35,21 @@ def _cache(m: str, n: int = 70, seed: int = 0, harmless: str | None = None) -> M
 
 @pytest.fixture(scope="module")
 def sampler():
-    caches = {m: _cache(m, harmless="drop" if m == "face" else None) for m in MODALITIES}
+    caches = {m: _cache(m, harmless="drop" if m == "video" else None) for m in MODALITIES}
     return TripleSampler(caches, fit_norm(caches), torch.device("cpu")), caches
 
 
 def test_usefulness_is_one_for_clean_zero_for_off_and_falls_with_severity(sampler):
     _, caches = sampler
-    u = usefulness(caches["voice"])
-    names = caches["voice"].versions
+    u = usefulness(caches["audio"])
+    names = caches["audio"].versions
     assert u[0] == 1.0 and u[names.index("null")] == 0.0
     assert u[names.index("white@0.35")] > u[names.index("white@0.8")]
 
 
 def test_ladder_leaves_out_a_kind_that_does_not_hurt_the_encoder(sampler):
     _, caches = sampler
-    face_kinds = [KINDS["face"][k] for k in degrading_kinds(caches["face"])]
+    face_kinds = [KINDS["video"][k] for k in degrading_kinds(caches["video"])]
     assert "drop" not in face_kinds and "blur" in face_kinds
 
 

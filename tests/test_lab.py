@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from streams.packets import AUDIO_RATE, AudioChunk, Modality, SourceState, VideoFrame
-from umq.perception import video_corrupt
-from umq.perception.face_cues import sharpness
+from umq.perception.face import corrupt as video_corrupt
+from umq.perception.face.cues import sharpness
 from umq.runtime.lab import LabSettings, QualityLab
 
 from .helpers import status, text, window_of

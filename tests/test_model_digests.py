@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from umq.perception import model_digests as md
+from umq.perception import digests as md
 from umq.perception import packaged
-from umq.perception.model_digests import MODELS, ModelDigestError, verify_model_files
+from umq.perception.digests import MODELS, ModelDigestError, verify_model_files
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -55,7 +55,7 @@ def test_shipped_files_verify(package):
 
 def test_loader_entry_points_verify_and_cache():
     from umq.perception.asr import whisper_model_dir
-    from umq.perception.text import minilm_dir
+    from umq.perception.packaged import minilm_dir
     minilm_dir(), whisper_model_dir()  # may hash (first time in this process)
     t = time.perf_counter()
     for _ in range(20):  # later calls only stat the files: the per-window path must stay cheap
@@ -69,7 +69,7 @@ def test_changed_minilm_file_is_refused_with_a_clear_error(tmp_path, monkeypatch
     src = packaged.model_folder(spec.module)
     bad = _copy_with_one_byte_changed(src, tmp_path / "model", "config.json")
     monkeypatch.setattr(packaged, "model_folder", lambda module: bad)
-    from umq.perception.text import minilm_dir
+    from umq.perception.packaged import minilm_dir
     with pytest.raises(ModelDigestError) as e:
         minilm_dir()
     msg = str(e.value)
@@ -93,7 +93,7 @@ def test_changed_silero_weights_are_refused_before_loading(tmp_path, monkeypatch
     spec = MODELS["silero-vad"]
     bad = _copy_with_one_byte_changed(packaged.model_folder(spec.module), tmp_path / "data", "silero_vad.jit")
     monkeypatch.setattr(packaged, "model_folder", lambda module: bad)
-    from umq.perception.voice import SileroVAD
+    from umq.perception.voice.vad import SileroVAD
     monkeypatch.setattr(SileroVAD, "_model", None)  # force a fresh load (monkeypatch restores the cached one)
     with pytest.raises(ModelDigestError) as e:
         SileroVAD.model()

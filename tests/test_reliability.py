@@ -174,10 +174,10 @@ def test_a_stage_that_never_works_fails_the_run_and_stops_the_replay(session):
 
 
 def test_a_model_file_that_does_not_load_fails_at_the_first_window(session):
-    from umq.perception.face_net import FaceNetLoadError
+    from umq.checkpoint import CheckpointError
 
     def face(window):
-        raise FaceNetLoadError("face-net weights unreadable (corrupt or not a torch checkpoint): face_net.pt")
+        raise CheckpointError("face-net weights unreadable (corrupt or not a torch checkpoint): face_net.pt")
 
     engine = _run_engine(Replay(session, speed=None), [("perception", face), ("model", health_result)])
     assert engine.failure and "face_net.pt" in engine.failure and engine.telemetry().windows <= 3
@@ -391,7 +391,7 @@ def test_one_line_rewrites_torchs_advice_anywhere(tmp_path):
 
 @pytest.mark.slow
 def test_damaged_voice_weights_are_one_error_line_before_any_work(tmp_path, monkeypatch, capsys):
-    import umq.perception.voice_net as voice_net
+    import umq.perception.voice.net as voice_net
 
     bad = tmp_path / "voice_net.pt"
     bad.write_bytes(voice_net.DEFAULT_WEIGHTS.read_bytes()[:5000])
@@ -442,7 +442,7 @@ def test_full_analysis_degrades_on_missing_audio_and_fails_cleanly_on_damaged_fa
     """The issue's repros through the real models: a session without ``audio.wav`` is analysed (audio missing
     with the reason, exit 0); a damaged ``face_net.pt`` is one error line and exit 1, not a log line per window
     with exit 0 and an emptied ``--out``."""
-    import umq.perception.face_net as face_net
+    import umq.perception.face.net as face_net
 
     (session / AUDIO).unlink()
     out = tmp_path / "r.jsonl"

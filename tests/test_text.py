@@ -16,18 +16,15 @@ import numpy as np
 import pytest
 import torch
 
-from umq.data.text import normalize_text, read_goemotions, read_meld, read_text_file, text_dir
+from umq.checkpoint import CheckpointError
 from umq.labels import EMOTIONS
-from umq.perception import text_corrupt as tc
-from umq.perception.text_cues import TextCues, cues_from_segments, garbled_fraction
-from umq.perception.text_net import (
-    DEFAULT_WEIGHTS,
-    TextEmotionHead,
-    classification_metrics,
-    evaluate_text_file,
-    load_text_head,
-    save_text_head,
-)
+from umq.metrics import classification_report
+from umq.perception.text import corrupt as tc
+from umq.perception.text.cues import TextCues, cues_from_segments, garbled_fraction
+from umq.perception.text.net import DEFAULT_WEIGHTS, TextEmotionHead, load_text_head, save_text_head
+from umq.perception.text.normalize import normalize_text
+from umq.training.data.text import read_goemotions, read_meld, read_text_file, text_dir
+from umq.training.text.evaluate import evaluate_text_file
 
 torch.set_num_threads(2)
 
@@ -37,14 +34,14 @@ SENTENCE = "I honestly cannot believe how wonderful this evening has been with a
 # ---------------------------------------------------------------------------------------------------- fixtures
 @pytest.fixture(scope="module")
 def encoder():
-    from umq.perception.text import shared_encoder
+    from umq.perception.text.frontend import shared_encoder
 
     return shared_encoder("cpu")
 
 
 @pytest.fixture(scope="module")
 def frontend(encoder, head):
-    from umq.perception.text import TextFrontEnd
+    from umq.perception.text.frontend import TextFrontEnd
 
     return TextFrontEnd(head=head, encoder=encoder)
 
@@ -139,8 +136,8 @@ def test_normalize_text():
     assert normalize_text("  I\u2019m \u201cfine\u201d\u2026  ok ") == 'I\'m "fine"... ok'
 
 
-def test_classification_metrics_by_hand():
-    m = classification_metrics([0, 0, 1, 1], [0, 1, 1, 1])
+def test_classification_report_by_hand():
+    m = classification_report([0, 0, 1, 1], [0, 1, 1, 1])
     assert m["accuracy"] == 0.75
     assert m["confusion"][0][:2] == [1, 1] and m["confusion"][1][:2] == [0, 2]
     # class 0: p=1 r=.5 f1=2/3; class 1: p=2/3 r=1 f1=.8
@@ -247,11 +244,11 @@ def test_shipped_head_loads_and_predicts(head, frontend):
 
 
 def test_load_text_head_errors_name_the_file(tmp_path):
-    with pytest.raises(FileNotFoundError, match="missing_head.pt"):
+    with pytest.raises(CheckpointError, match="missing_head.pt"):
         load_text_head(tmp_path / "missing_head.pt")
     bad = tmp_path / "bad_head.pt"
     torch.save({"weights": torch.zeros(3)}, bad)
-    with pytest.raises(ValueError, match="bad_head.pt"):
+    with pytest.raises(CheckpointError, match="bad_head.pt"):
         load_text_head(bad)
     ok = save_text_head(TextEmotionHead({"hidden": 16, "emb": 8}), tmp_path / "tiny.pt", {"note": "test"})
     h = load_text_head(ok, device="cpu")

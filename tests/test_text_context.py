@@ -10,16 +10,16 @@ import torch
 from streams.packets import Modality, SourceState, TextSegment
 from streams.transcript import clean_text, load_transcript_file, parse_cues
 from streams.windows import ModalityHealth, TextSlice
-from umq.data.text import read_dailydialog, read_emorynlp, read_meld_dialogues
 from umq.labels import EMOTIONS
-from umq.perception.text_context import ContextTextHead, TranscriptContext
-from umq.perception.text_cues import IDLE_REASON, TextCues, cues_from_slice
-from umq.perception.text_net import DEFAULT_WEIGHTS, load_text_head, save_text_head
+from umq.perception.text.context import TranscriptContext
+from umq.perception.text.cues import IDLE_REASON, TextCues, cues_from_slice
+from umq.perception.text.net import DEFAULT_WEIGHTS, ContextTextHead, load_text_head, save_text_head
+from umq.training.data.text import read_dailydialog, read_emorynlp, read_meld_dialogues
 
 
 @pytest.fixture(scope="module")
 def frontend():
-    from umq.perception.text import TextFrontEnd
+    from umq.perception.text.frontend import TextFrontEnd
 
     return TextFrontEnd(device="cpu")
 

@@ -6,26 +6,26 @@ import pytest
 import torch
 
 from umq.checkpoint import FORMAT_VERSION, CheckpointError, load_checkpoint, load_model, save_checkpoint
-from umq.data import NormStats
 from umq.labels import EMOTIONS
 from umq.model import UMQ, ModalitySpec, UMQConfig
+from umq.model.norm import NormStats
 
 torch.set_num_threads(1)
 
 
 def _model_and_norm():
     torch.manual_seed(0)
-    cfg = UMQConfig([ModalitySpec("audio", 7, "conv"), ModalitySpec("vision", 4)], d=16, d_s=8, experts=2,
+    cfg = UMQConfig([ModalitySpec("audio", 7, "conv"), ModalitySpec("video", 4)], d=16, d_s=8, experts=2,
                     expert_hidden=16)
     model = UMQ(cfg)
     model.train()
-    x = {"audio": torch.randn(4, 5, 7), "vision": torch.randn(4, 1, 4)}
+    x = {"audio": torch.randn(4, 5, 7), "video": torch.randn(4, 1, 4)}
     from umq.types import ModalityInput
 
     inputs = {m: ModalityInput(v, torch.ones(v.shape[:2], dtype=torch.bool)) for m, v in x.items()}
     model(inputs, torch.ones(4, 2, dtype=torch.bool))  # updates the EMA baseline buffer: must be saved too
-    norm = NormStats({"audio": np.arange(7, dtype=np.float32), "vision": np.ones(4, np.float32)},
-                     {"audio": np.ones(7, np.float32), "vision": np.full(4, 2.0, np.float32)}, ["audio"])
+    norm = NormStats({"audio": np.arange(7, dtype=np.float32), "video": np.ones(4, np.float32)},
+                     {"audio": np.ones(7, np.float32), "video": np.full(4, 2.0, np.float32)}, ["audio"])
     return model.eval(), norm, inputs
 
 

@@ -10,8 +10,8 @@ import pytest
 import soundfile as sf
 import torch
 
-from umq import evaluate, train
 from umq.checkpoint import load_checkpoint
+from umq.training import evaluate, train
 
 torch.set_num_threads(1)
 
@@ -21,7 +21,7 @@ kind = "ravdess"
 train_groups = "1-2"
 val_groups = "3"
 audio_view = "{view}"
-speaker_norm = ["audio", "vision"]
+speaker_norm = ["audio", "video"]
 [model]
 d = 16
 d_s = 8
@@ -88,7 +88,7 @@ def test_train_then_evaluate_cli(tiny_data, tmp_path, capsys, view, encoder, ref
     assert ckpt.exists() and not Path(str(ckpt) + ".last.pt").exists()
     ck = load_checkpoint(ckpt)
     assert ck["kind"] == "umq" and ck["labels"][0] == "neutral" and ck["data"]["audio_view"] == view
-    assert ck["norm"]["speaker_norm"] == ["audio", "vision"] and ck["metrics"]["best_epoch"] >= 1
+    assert ck["norm"]["speaker_norm"] == ["audio", "video"] and ck["metrics"]["best_epoch"] >= 1
     out_json = tmp_path / "res.json"
     rc = evaluate.main(["protocol", "--checkpoint", str(ckpt), "--data", str(tiny_data), "--actors", "4",
                         "--seeds", "2", "--out", str(out_json)])
@@ -110,7 +110,7 @@ def test_resume_continues_from_last_checkpoint(tiny_data, tmp_path):
     # simulate an interrupted 3-epoch run: a last-checkpoint from after epoch 2 of the same config
     conf["train"]["epochs"] = 3
     last = Path(str(ckpt) + ".last.pt")
-    import umq.train as T
+    import umq.training.train as T
 
     orig = T._run_epoch
     calls = []

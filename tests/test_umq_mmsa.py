@@ -7,7 +7,7 @@ import pickle
 import numpy as np
 import pytest
 
-from umq.data.mmsa import load_mmsa, safe_load_pickle
+from umq.training.data.mmsa import load_mmsa, safe_load_pickle
 
 
 def _split(n, rng):
@@ -33,11 +33,11 @@ def test_load_generated_pickle(tmp_path):
     path = tmp_path / "unaligned.pkl"
     path.write_bytes(pickle.dumps(data, protocol=4))
     fs = load_mmsa(path, "test")
-    assert fs.modalities == ("text", "audio", "vision") and len(fs) == 4
-    assert fs.dims() == {"text": 768, "audio": 5, "vision": 20}
+    assert fs.modalities == ("text", "audio", "video") and len(fs) == 4
+    assert fs.dims() == {"text": 768, "audio": 5, "video": 20}
     assert fs.mask["text"].sum(1).tolist() == [4, 4, 4, 4]  # from text_bert's attention-mask row
     assert np.array_equal(fs.mask["audio"].sum(1), np.minimum(data["test"]["audio_lengths"], 9))
-    assert fs.mask["vision"][0].sum() == 1  # zero length keeps one (masked-as-valid) step, never an empty row
+    assert fs.mask["video"][0].sum() == 1  # zero length keeps one (masked-as-valid) step, never an empty row
     assert fs.present[:, 1].tolist() == [True, True, False, True]
     assert np.allclose(fs.y_reg, data["test"]["regression_labels"]) and fs.ids[0] == "vid_0"
     with pytest.raises(ValueError, match="split 'dev'"):
@@ -64,7 +64,7 @@ def test_malicious_pickles_are_refused(tmp_path, payload, name):
 def test_regression_train_and_evaluate_cli(tmp_path, capsys):
     import torch
 
-    from umq import evaluate, train
+    from umq.training import evaluate, train
 
     torch.set_num_threads(1)
     rng = np.random.default_rng(1)

@@ -9,11 +9,11 @@ from umq.model import UMQ, VARIANTS, ModalitySpec, UMQConfig, compute_losses, va
 from umq.types import Batch, ModalityInput
 
 torch.set_num_threads(1)
-NAMES = ("audio", "vision", "text")
+NAMES = ("audio", "video", "text")
 
 
 def make_cfg(**kw) -> UMQConfig:
-    mods = [ModalitySpec("audio", 10, "conv"), ModalitySpec("vision", 6), ModalitySpec("text", 8, "transformer")]
+    mods = [ModalitySpec("audio", 10, "conv"), ModalitySpec("video", 6), ModalitySpec("text", 8, "transformer")]
     return UMQConfig(mods, d=16, d_s=8, experts=3, expert_hidden=24, **kw)
 
 
@@ -21,7 +21,7 @@ def make_batch(b: int = 6, seed: int = 0) -> Batch:
     g = torch.Generator().manual_seed(seed)
     lengths = {"audio": torch.randint(2, 9, (b,), generator=g), "text": torch.randint(1, 6, (b,), generator=g)}
     inputs = {}
-    for m, d, t in (("audio", 10, 8), ("vision", 6, 1), ("text", 8, 5)):
+    for m, d, t in (("audio", 10, 8), ("video", 6, 1), ("text", 8, 5)):
         mask = (torch.arange(t).unsqueeze(0) < lengths[m].unsqueeze(1) if m in lengths
                 else torch.ones(b, 1, dtype=torch.bool))
         inputs[m] = ModalityInput(torch.randn(b, t, d, generator=g) * mask.unsqueeze(-1), mask)
@@ -72,7 +72,7 @@ def test_known_missing_forces_zero_quality_and_uses_reconstruction():
     present[:3, 1] = False
     out = model(batch.inputs, present)
     assert torch.all(out.q[:3, 1] == 0) and torch.all(out.q[3:, 1] > 0)
-    assert torch.allclose(out.h_enh["vision"][:3], out.h_hat["vision"][:3])  # q = 0 -> fully reconstructed
+    assert torch.allclose(out.h_enh["video"][:3], out.h_hat["video"][:3])  # q = 0 -> fully reconstructed
     off = UMQ(make_cfg(known_missing=False)).eval()
     assert torch.all(off(batch.inputs, present).q[:3, 1] > 0)
 
@@ -151,13 +151,13 @@ def test_unimodal_expert_uses_only_usable_modalities():
     assert off(batch.inputs, present).routing.shape == (6, 3)
 
 
-@pytest.mark.parametrize("name,dims", [("ravdess_umq", {"audio": 301, "vision": 35}),
-                                       ("mmsa_umq", {"text": 768, "audio": 5, "vision": 20})])
+@pytest.mark.parametrize("name,dims", [("ravdess_umq", {"audio": 301, "video": 35}),
+                                       ("mmsa_umq", {"text": 768, "audio": 5, "video": 20})])
 def test_shipped_configs_build(name, dims):
     from pathlib import Path
 
     from umq.corrupt import TrainCorruption
-    from umq.train import build_model_config, load_config
+    from umq.training.train import build_model_config, load_config
 
     cfg = load_config(Path(__file__).resolve().parents[1] / "configs" / f"{name}.toml")
     for v in VARIANTS:

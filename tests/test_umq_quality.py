@@ -6,10 +6,10 @@ import pytest
 import torch
 
 from umq.corrupt import TrainCorruption, corruption_ladder, sample_training_corruption
-from umq.data import apply_norm, fit_norm
-from umq.data.synthetic import synthetic_featureset
 from umq.model import UMQ, ModalitySpec, UMQConfig, compute_losses
 from umq.model.quality import anchor_losses, cross_rank_loss, input_energy, ladder_rank_loss
+from umq.training.data import apply_norm, fit_norm
+from umq.training.data.synthetic import synthetic_featureset
 
 torch.set_num_threads(1)  # tiny models: more threads only contend on shared CI hosts
 
@@ -48,11 +48,11 @@ STEPS = 150
 @pytest.mark.slow  # model loads or trains: seconds to minutes on 2 cores
 def test_estimator_learns_to_order_a_corruption_ladder():
     torch.manual_seed(0)
-    raw = synthetic_featureset(n=384, dims={"audio": 24, "vision": 12}, seed=1)
+    raw = synthetic_featureset(n=384, dims={"audio": 24, "video": 12}, seed=1)
     norm = fit_norm(raw, [])
     fs = apply_norm(raw, norm)
     train, test = fs.subset(np.arange(256)).to_batch(), fs.subset(np.arange(256, 384)).to_batch()
-    cfg = UMQConfig([ModalitySpec("audio", 24), ModalitySpec("vision", 12)], d=32, d_s=16, experts=2,
+    cfg = UMQConfig([ModalitySpec("audio", 24), ModalitySpec("video", 12)], d=32, d_s=16, experts=2,
                     expert_hidden=32, dropout=0.1)
     assert cfg.loss.rank_space == "logit"
     model = UMQ(cfg)
@@ -68,7 +68,7 @@ def test_estimator_learns_to_order_a_corruption_ladder():
         opt.step()
     model.eval()
     with torch.no_grad():
-        for m in ("audio", "vision"):
+        for m in ("audio", "video"):
             lad = corruption_ladder(test.inputs[m], (0.7, 2.5), torch.Generator().manual_seed(5))
             q = torch.sigmoid(model.quality_logit(m, model.encode(m, lad), lad)).view(4, -1)
             means = q.mean(1)

@@ -6,13 +6,15 @@ import numpy as np
 import pytest
 import torch
 
-from umq.data.voice_corpora import CALM, CORPUS_CLASSES, VOICE_LABELS, class_mask
 from umq.labels import EMOTIONS
-from umq.perception import voice_augment as va
-from umq.perception.voice import FeatureStats, VoiceFrontEnd, collate, to_mono_16k
-from umq.perception.voice_head import WhisperHeadNet
-from umq.perception.voice_net import load_voice_net
-from umq.perception.voice_whisper import WHISPER_FEATURE_NAMES
+from umq.perception.voice.features import to_mono_16k
+from umq.perception.voice.frontend import VoiceFrontEnd, collate
+from umq.perception.voice.head import WhisperHeadNet
+from umq.perception.voice.net import load_voice_net
+from umq.perception.voice.normalize import FeatureStats
+from umq.perception.voice.whisper import WHISPER_FEATURE_NAMES
+from umq.training.data.voice_corpora import CALM, CORPUS_CLASSES, VOICE_LABELS, class_mask
+from umq.training.voice import augment as va
 
 SR = 16_000
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
@@ -93,7 +95,7 @@ def test_label_space_and_corpus_masks():
 
 
 def test_masked_loss_scores_only_the_corpus_classes():
-    from umq.perception.train_voice_multi import masked_loss
+    from umq.training.voice.train_multi import masked_loss
 
     logits = torch.zeros(1, 8, requires_grad=True)
     allowed = torch.tensor([class_mask("turev")])

@@ -1,4 +1,12 @@
-"""Checkpoint format: a dict of plain Python types and tensors, loadable with ``weights_only=True``.
+"""Checkpoints: the one reader every weights file goes through, and the UMQ checkpoint format.
+
+:func:`read_checkpoint` is how the app opens *any* weights file (UMQ, face, voice and text encoders): it must
+exist, load with ``torch.load(weights_only=True)`` (no pickled code), be a dict, carry a ``format_version`` the
+caller reads (one rule: the version is in the caller's list of versions it understands; newer or unknown versions
+are refused), hold the required keys, and list its class labels in the app order. Every failure is one
+:class:`CheckpointError` naming the file, what it should have been and what to do.
+
+UMQ checkpoint format
 
 Keys (format_version 1)::
 
@@ -18,13 +26,15 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Collection, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from .data import NormStats
-from .model import UMQ, UMQConfig
+from umq.labels import EMOTIONS
+from umq.model import UMQ, UMQConfig
+from umq.model.norm import NormStats
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +43,47 @@ REQUIRED = ("format_version", "kind", "model_config", "labels", "norm", "data", 
 
 
 class CheckpointError(RuntimeError):
-    """A checkpoint file cannot be used (unreadable, not a UMQ checkpoint, or a different format version)."""
+    """A weights file cannot be used: missing, unreadable, not the expected kind of checkpoint, a format version
+    this code does not read, other labels, or weights that do not fit the network."""
+
+
+LEGACY_MODALITY_NAMES = {"face": "video", "voice": "audio", "vision": "video"}
+"""Modality names of checkpoints written before the app used one vocabulary (video, audio, text) everywhere;
+:func:`load_checkpoint` renames them on load, so older UMQ checkpoints keep working."""
+
+
+def read_checkpoint(path: str | Path, *, what: str, versions: Collection[int], required: Iterable[str] = (),
+                    labels: Sequence[str] | None = EMOTIONS, map_location: str | torch.device = "cpu",
+                    how_to_make: str = "") -> dict[str, Any]:
+    """Load and validate one weights file (see the module docstring); ``what`` names the kind in messages
+    ("face encoder"), ``how_to_make`` says what to run when the file is missing."""
+    path = Path(path)
+    accepted = sorted(versions)
+    expect = f"a {what} checkpoint with format_version {' or '.join(map(str, accepted))}"
+    if not path.is_file():
+        raise CheckpointError(f"{what} checkpoint {path} does not exist" + (f" ({how_to_make})" if how_to_make else ""))
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # truncated, not a torch file, or contains disallowed objects
+        raise CheckpointError(f"{what} checkpoint {path} is unreadable or corrupt ({describe_load_error(e)}); "
+                              f"expected {expect}") from e
+    if not isinstance(ckpt, dict) or "format_version" not in ckpt:
+        raise CheckpointError(f"{what} checkpoint {path} has no format_version; expected {expect}")
+    if ckpt["format_version"] not in accepted:
+        raise CheckpointError(f"{what} checkpoint {path} has format_version {ckpt['format_version']!r}; this code "
+                              f"reads format_version {' or '.join(map(str, accepted))}")
+    missing = [k for k in required if k not in ckpt]
+    if missing:
+        raise CheckpointError(f"{what} checkpoint {path} lacks keys {missing}; expected {expect}")
+    if labels is not None and tuple(ckpt.get("labels", labels)) != tuple(labels):
+        raise CheckpointError(f"{what} checkpoint {path} has labels {ckpt.get('labels')}; the app's order is "
+                              f"{list(labels)}")
+    return ckpt
+
+
+def weights_mismatch(path: str | Path, what: str, exc: BaseException) -> CheckpointError:
+    """The error for a file whose weights do not fit the network its own config describes."""
+    return CheckpointError(f"{what} checkpoint {path} does not match the network: {type(exc).__name__}: {exc}")
 
 
 def describe_load_error(exc: BaseException) -> str:
@@ -71,25 +121,40 @@ def save_checkpoint(path: str | Path, *, kind: str, model: UMQ, labels: list[str
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load and validate; raises :class:`CheckpointError` naming the file and the expected version."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist")
-    try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as e:  # truncated, not a torch file, or contains disallowed objects
-        raise CheckpointError(f"checkpoint {path} is unreadable or corrupt ({describe_load_error(e)}); "
-                              f"expected a UMQ checkpoint with format_version {FORMAT_VERSION}") from e
-    if not isinstance(ckpt, dict) or "format_version" not in ckpt:
-        raise CheckpointError(f"checkpoint {path} has no format_version; expected a UMQ checkpoint with "
-                              f"format_version {FORMAT_VERSION}")
-    if ckpt["format_version"] != FORMAT_VERSION:
-        raise CheckpointError(f"checkpoint {path} has format_version {ckpt['format_version']!r}; this code reads "
-                              f"format_version {FORMAT_VERSION}")
-    missing = [k for k in REQUIRED if k not in ckpt]
-    if missing:
-        raise CheckpointError(f"checkpoint {path} (format_version {FORMAT_VERSION}) lacks keys {missing}")
-    return ckpt
+    """Load and validate a UMQ checkpoint (modality names in the app vocabulary); raises :class:`CheckpointError`
+    naming the file and the expected version."""
+    ckpt = read_checkpoint(path, what="UMQ", versions=(FORMAT_VERSION,), required=REQUIRED, labels=None,
+                           map_location=map_location)
+    return rename_legacy_modalities(ckpt)
+
+
+def _rename(name: str) -> str:
+    return LEGACY_MODALITY_NAMES.get(name, name)
+
+
+def rename_legacy_modalities(ckpt: dict[str, Any]) -> dict[str, Any]:
+    """The same checkpoint with modality names from :data:`LEGACY_MODALITY_NAMES` replaced (config, norm,
+    data description, state-dict keys); a checkpoint already in the app vocabulary comes back unchanged."""
+    names = [m["name"] for m in ckpt["model_config"].get("modalities", [])]
+    if not any(n in LEGACY_MODALITY_NAMES for n in names):
+        return ckpt
+    out = dict(ckpt)
+    cfg = dict(ckpt["model_config"])
+    cfg["modalities"] = [{**m, "name": _rename(m["name"])} for m in cfg["modalities"]]
+    out["model_config"] = cfg
+    norm = ckpt["norm"]
+    out["norm"] = {"mean": {_rename(k): v for k, v in norm["mean"].items()},
+                   "std": {_rename(k): v for k, v in norm["std"].items()},
+                   "speaker_norm": [_rename(m) for m in norm["speaker_norm"]]}
+    data = dict(ckpt["data"])
+    if "modalities" in data:
+        data["modalities"] = [_rename(m) for m in data["modalities"]]
+    for key in ("versions", "encoders"):
+        if isinstance(data.get(key), dict):
+            data[key] = {_rename(k): v for k, v in data[key].items()}
+    out["data"] = data
+    out["state_dict"] = {".".join(_rename(p) for p in k.split(".")): v for k, v in ckpt["state_dict"].items()}
+    return out
 
 
 def model_from_checkpoint(ckpt: dict[str, Any], device: str | torch.device = "cpu") -> tuple[UMQ, NormStats]:

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .types import Batch, ModalityInput
+from umq.types import Batch, ModalityInput
 
 
 # ---------------------------------------------------------------------------------------------- feature level

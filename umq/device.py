@@ -11,6 +11,12 @@ class DeviceError(ValueError):
     """A requested device that does not exist here (names it, and what to use instead)."""
 
 
+def default_device() -> torch.device:
+    """CUDA when this machine has it, else the CPU; no side effects (library code that is handed no device uses
+    this; a command line that names one goes through :func:`pick_device`)."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
 def pick_device(requested: str | None = None) -> torch.device:
     """``requested`` ("cpu", "cuda", "cuda:1") wins; else CUDA if available.
 
@@ -23,7 +29,7 @@ def pick_device(requested: str | None = None) -> torch.device:
     by spinning against the other jobs.
     """
     try:
-        dev = torch.device(requested) if requested else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        dev = torch.device(requested) if requested else default_device()
     except RuntimeError:
         raise DeviceError(f"device {requested!r} is not a device name: use cpu, cuda or cuda:N") from None
     if dev.type == "cuda":

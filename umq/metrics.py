@@ -1,9 +1,11 @@
 """Metrics of the evaluation protocol (numpy, no sklearn dependency)."""
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
-from .labels import EMOTIONS
+from umq.labels import EMOTIONS
 
 
 def weighted_f1(y: np.ndarray, pred: np.ndarray) -> float:
@@ -18,7 +20,8 @@ def weighted_f1(y: np.ndarray, pred: np.ndarray) -> float:
     return float(np.sum(np.asarray(f1s) * support) / support.sum())
 
 
-def classification_metrics(y: np.ndarray, logits: np.ndarray) -> dict[str, float]:
+def protocol_metrics(y: np.ndarray, logits: np.ndarray) -> dict[str, float]:
+    """Accuracy and weighted F1 from logits: the two numbers of the missing/noisy protocol tables."""
     pred = logits.argmax(1)
     return {"acc": float(np.mean(pred == y)), "f1": weighted_f1(y, pred)}
 
@@ -35,11 +38,19 @@ def regression_metrics(y: np.ndarray, pred: np.ndarray) -> dict[str, float]:
     return {"acc2": acc2, "acc7": acc7, "f1": f1, "mae": mae, "corr": corr}
 
 
-def classification_report(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int = len(EMOTIONS)) -> dict:
-    """The report every ``python -m umq.evaluate`` command writes: n, accuracy, macro/weighted F1, per-class
-    recall and confusion (rows = true, cols = predicted)."""
+def classification_report(y_true, y_pred, labels: Sequence[str] = EMOTIONS) -> dict:
+    """The report every encoder evaluation writes (``python -m umq.evaluate face|audio|text``, the training
+    scripts, the through-the-app checks): n, accuracy, macro F1 (over the classes present in ``y_true``),
+    support-weighted F1, per-class recall (None for a class absent from ``y_true``) and F1, and the confusion
+    matrix (rows = true class, columns = predicted) in ``labels`` order.
+
+    Plain numpy, so evaluation needs no scikit-learn.
+    """
     y_true = np.asarray(y_true, np.int64)
     y_pred = np.asarray(y_pred, np.int64)
+    if y_true.shape != y_pred.shape:
+        raise ValueError(f"y_true and y_pred differ in length ({y_true.shape} vs {y_pred.shape})")
+    n_classes = len(labels)
     cm = np.zeros((n_classes, n_classes), np.int64)
     np.add.at(cm, (y_true, y_pred), 1)
     tp = np.diag(cm).astype(float)
@@ -52,10 +63,11 @@ def classification_report(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int
     n = int(len(y_true))
     return {
         "n": n,
-        "accuracy": float(tp.sum() / max(n, 1)),
+        "accuracy": float(tp.sum() / n) if n else 0.0,
         "macro_f1": float(f1[present].mean()) if present.any() else 0.0,
-        "weighted_f1": float((f1 * support).sum() / max(support.sum(), 1)),
-        "per_class_recall": {EMOTIONS[i]: float(recall[i]) for i in range(n_classes)},
+        "weighted_f1": float((f1 * support).sum() / n) if n else 0.0,
+        "per_class_recall": {labels[i]: (float(recall[i]) if present[i] else None) for i in range(n_classes)},
+        "per_class_f1": {labels[i]: float(f1[i]) for i in range(n_classes)},
         "confusion": cm.tolist(),
-        "labels": list(EMOTIONS),
+        "labels": list(labels),
     }

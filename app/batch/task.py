@@ -58,7 +58,7 @@ def expected_windows(replay, config) -> int | None:
 
 def make_analyzer(options: TaskOptions):
     """An Analyzer for a worker: loaded once, warm, with the batch's quality-lab settings."""
-    from umq.runtime.lab import LabSettings
+    from umq.runtime import LabSettings
 
     from ..headless import load_analyzer
 

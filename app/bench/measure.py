@@ -240,7 +240,7 @@ def measure_umq_throughput(analyzer, batch_sizes, iters: int) -> list[dict]:
     """UMQ forward alone, random standardised inputs, ``torch.inference_mode()``, per batch size."""
     import torch
 
-    from umq.runtime.features import DIMS, MODALITIES
+    from umq.runtime import DIMS, MODALITIES
     from umq.types import ModalityInput
 
     dev = analyzer.device
@@ -273,8 +273,7 @@ def measure_live_forward(analyzer, iters: int) -> dict:
     (traced, or a CUDA graph on a GPU), with the load-time timings that decided it."""
     import torch
 
-    from umq.runtime.fast import eager_forward
-    from umq.runtime.features import DIMS, MODALITIES
+    from umq.runtime import DIMS, MODALITIES, eager_forward
 
     dev = analyzer.device
     sync = (lambda: torch.cuda.synchronize(dev)) if dev.type == "cuda" else (lambda: None)
@@ -300,24 +299,16 @@ def measure_live_forward(analyzer, iters: int) -> dict:
 def _naive_face(analyzer):
     """The reference face path: every frame of the window, fresh detection each frame, one net call per frame,
     nothing cached between windows."""
-    from umq.perception.face import FaceFrontEnd, FaceTracker
+    from umq.perception import FaceFrontEnd, FaceTracker
 
-    class NaiveFace(FaceFrontEnd):
-        def __call__(self, frames):
-            self.reset()  # no cache, no tracking across windows
-            for f in frames:
-                self._analyse([f])  # one face-net call per frame (no batching)
-            results = [self._cache[(f.index, f.t)] for f in frames]
-            return self._features(results)
-
-    return NaiveFace(net=analyzer.face.net, device=analyzer.device, frames_per_window=10**9,
-                     cache_frames=10**9, tracker=FaceTracker(detect_every=0))
+    return FaceFrontEnd(net=analyzer.face.net, device=analyzer.device, frames_per_window=10**9,
+                        cache_frames=10**9, tracker=FaceTracker(detect_every=0), batch=False, reuse=False)
 
 
 def _no_text_cache(analyzer):
     """A transcript context that forgets its encodings every window (the naive pipeline encodes the transcript of
     every window afresh)."""
-    from umq.perception.text_context import TranscriptContext
+    from umq.perception import TranscriptContext
 
     class Forgetful(TranscriptContext):
         def window_outputs(self, segments, t0, t1):
@@ -329,15 +320,11 @@ def _no_text_cache(analyzer):
 
 def measure_naive(analyzer, path: Path, max_windows: int | None) -> dict:
     """Synchronous per-window processing of ``path`` with the naive face and no text cache."""
-    import copy
-
     from streams.replay import Replay
 
     analyzer.reset()
-    naive = copy.copy(analyzer)
-    naive.face = _naive_face(analyzer)
-    naive._text_cache = _no_text_cache(analyzer)
-    naive._face_pool, naive._face_job = None, None  # the copy runs synchronously: face, then voice, then text
+    # the same models, synchronously (face, then voice, then text), with the naive face and text paths
+    naive = analyzer.variant(face=_naive_face(analyzer), transcript=_no_text_cache(analyzer), parallel=False)
     per_window, face_ms, n, t1 = [], [], 0, 0.0
     t = time.perf_counter()
     for w in Replay(path, speed=None).windows():
@@ -390,7 +377,7 @@ def measure_vad(path: Path, max_windows: int) -> dict:
     import itertools
 
     from streams.replay import Replay
-    from umq.perception.voice import SileroVAD
+    from umq.perception import SileroVAD
 
     available = SileroVAD.batched_available()
     clips = [w.audio.samples for w in itertools.islice(Replay(path, speed=None).windows(), max_windows)]

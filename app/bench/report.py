@@ -52,7 +52,7 @@ def run_bench(cfg: BenchConfig, progress: Callable[[str], None] = lambda s: None
     import torch
 
     from umq.device import pick_device
-    from umq.runtime.analyzer import Analyzer
+    from umq.runtime import Analyzer
 
     pick_device(cfg.device)  # DeviceError before anything runs: a GPU run must not silently become a CPU run
     t_all = time.perf_counter()

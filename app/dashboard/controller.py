@@ -231,7 +231,7 @@ class DashboardController:
     def _start_asr(self, text_source):
         """Feed microphone chunks to a streaming Whisper transcriber whose segments join the transcript."""
         from streams.packets import AudioChunk
-        from umq.perception.asr import StreamingTranscriber
+        from umq.perception import StreamingTranscriber
 
         st = StreamingTranscriber(on_segments=lambda segs: [text_source.push_segment(s) for s in segs]).start()
         self._asr = st

@@ -16,7 +16,7 @@ import pandas as pd
 
 from umq.labels import EMOTIONS
 from umq.result import Result
-from umq.runtime.states import NO_INPUT_REASON
+from umq.runtime import NO_INPUT_REASON
 
 from .experts import expert_names
 

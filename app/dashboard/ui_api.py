@@ -19,7 +19,7 @@ from typing import NoReturn
 
 import gradio as gr
 
-from umq.runtime.lab import LabSettings
+from umq.runtime import LabSettings
 
 from .controller import DashboardController, NotInControl
 

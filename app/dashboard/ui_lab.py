@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import gradio as gr
 
-from umq.runtime.lab import LabSettings
+from umq.runtime import LabSettings
 
 from . import render
 from .controller import DashboardController, DashboardState

@@ -11,7 +11,7 @@ import copy
 from dataclasses import dataclass
 from typing import Any
 
-from .config import UMQConfig
+from umq.model.config import UMQConfig
 
 
 @dataclass(frozen=True)

@@ -18,10 +18,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..corrupt import corruption_ladder
-from ..types import Batch, ModalityInput, UMQOutput
-from .quality import anchor_losses, cross_rank_loss, ladder_rank_loss
-from .umq import UMQ
+from umq.corrupt import corruption_ladder
+from umq.model.quality import anchor_losses, cross_rank_loss, ladder_rank_loss
+from umq.model.umq import UMQ
+from umq.types import Batch, ModalityInput, UMQOutput
 
 
 def per_sample_loss(task: str, pred: Tensor, target: Tensor, smoothing: float = 0.0) -> Tensor:

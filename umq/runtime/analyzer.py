@@ -12,33 +12,48 @@ The state of each modality, the "no usable input" decision and their thresholds 
 from __future__ import annotations
 
 import concurrent.futures
+import copy
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 import numpy as np
 import torch
 
 from streams.windows import Window
+from umq import paths
 from umq.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint
 from umq.device import pick_device, to_device, to_host
 from umq.labels import EMOTIONS
-from umq.perception.text_cues import cues_from_slice
+from umq.perception.text.cues import cues_from_slice
 from umq.result import FaceReport, ModalityReport, Prediction, Result
+from umq.runtime.calibration import QualityCalibration
+from umq.runtime.features import (
+    DIMS,
+    FEATURE_RECIPE,
+    MODALITIES,
+    encoder_digest,
+    face_vector,
+    masked_mean,
+    text_vector,
+    voice_vector,
+)
+from umq.runtime.lab import QualityLab
+from umq.runtime.states import LOW_QUALITY, has_evidence, modality_state, state_reason
 
-from .calibration import QualityCalibration
-from .features import DIMS, FEATURE_RECIPE, MODALITIES, face_vector, masked_mean, text_vector, voice_vector
-from .lab import QualityLab
-from .states import LOW_QUALITY, has_evidence, modality_state, state_reason
+if TYPE_CHECKING:
+    from umq.perception.face.frontend import FaceFrontEnd
+    from umq.perception.text.context import TranscriptContext
 
 log = logging.getLogger(__name__)
 
-ASSETS = Path(__file__).resolve().parents[2] / "assets" / "runtime"
+ASSETS = paths.ASSETS / "runtime"
 __all__ = ["ASSETS", "LOW_QUALITY", "Analyzer", "AnalyzerConfig", "ModalityPerception", "Perceived",
            "load_runtime_model"]
 # the modality names of results (what capture calls them) for the model's face / voice / text inputs
-RESULT_NAMES = {"face": "video", "voice": "audio", "text": "text"}
 
 
 def load_runtime_model(path: str | Path, device: torch.device | str = "cpu"):
@@ -48,7 +63,7 @@ def load_runtime_model(path: str | Path, device: torch.device | str = "cpu"):
     if data.get("kind") != "runtime" or data.get("feature_recipe") != FEATURE_RECIPE:
         raise CheckpointError(f"checkpoint {path} is not a runtime model with feature recipe {FEATURE_RECIPE} "
                               f"(it says kind={data.get('kind')!r}, feature_recipe={data.get('feature_recipe')!r}); "
-                              f"retrain it with `python -m umq.runtime.train`")
+                              f"retrain it with `python -m umq.training.runtime.train`")
     model, norm = model_from_checkpoint(ckpt, device)
     _check_encoders(path, data.get("encoders"))
     dims = {s.name: s.dim for s in model.config.modalities}
@@ -62,14 +77,13 @@ def load_runtime_model(path: str | Path, device: torch.device | str = "cpu"):
 def _check_encoders(path, trained_on: dict | None) -> None:
     """Warn when the checkpoint was trained on vectors of other encoders than the ones installed: the model
     still runs, but its inputs mean something else (retrain it, then refit the calibration)."""
-    from .triples import encoder_digest
-
     if not trained_on:
         return
     stale = [m for m, digest in trained_on.items() if m in MODALITIES and encoder_digest(m) != digest]
     if stale:
         log.info("runtime checkpoint %s was trained on other %s encoder(s) or front-end code than the installed "
-                 "ones: retrain with `python -m umq.runtime.train`, then `python -m umq.runtime.calibrate`",
+                 "ones: retrain with `python -m umq.training.runtime.train`, then "
+                 "`python -m umq.training.runtime.calibrate`",
                  path, "/".join(stale))
 
 
@@ -114,6 +128,15 @@ class Perceived:
     latency_ms: dict[str, float] = field(default_factory=dict)
 
 
+class AnalysisStages(NamedTuple):
+    """The engine's two stages, typed: a :class:`~streams.windows.Window` -> :class:`Perceived` (front-ends) ->
+    :class:`~umq.result.Result` (the UMQ model). Each is ``(name, function)``, so the engine's generic pipeline
+    runs them as it runs any stage."""
+
+    perception: tuple[str, Callable[[Window], Perceived]]
+    model: tuple[str, Callable[[Perceived], Result]]
+
+
 @dataclass(frozen=True)
 class AnalyzerConfig:
     """Options of :class:`Analyzer`.
@@ -153,13 +176,12 @@ class Analyzer:
 
     def __init__(self, config: AnalyzerConfig | None = None, *, lab: QualityLab | None = None,
                  **options) -> None:
-        from umq.perception.face import FaceFrontEnd
-        from umq.perception.text import TextFrontEnd
-        from umq.perception.text_net import load_text_head
-        from umq.perception.voice import VoiceFrontEnd
-        from umq.perception.voice_net import load_voice_net
-
-        from .fast import choose_forward, eager_forward
+        from umq.perception.face.frontend import FaceFrontEnd
+        from umq.perception.text.frontend import TextFrontEnd
+        from umq.perception.text.net import load_text_head
+        from umq.perception.voice.frontend import VoiceFrontEnd
+        from umq.perception.voice.net import load_voice_net
+        from umq.runtime.fast import choose_forward, eager_forward
 
         cfg = self.config = replace(config or AnalyzerConfig(), **options)
         self.device = pick_device(cfg.device)
@@ -180,12 +202,13 @@ class Analyzer:
         self.voice_net = load_voice_net(device=self.device).eval()
         self.voice = VoiceFrontEnd(self.voice_net, device=self.device, vad=cfg.vad)
         self.text_head = load_text_head(device=self.device).eval()
+        self.text_emb_dim = int(cast(int, self.text_head.emb_dim))
         self.text = TextFrontEnd(head=self.text_head, device=self.device)
-        from umq.perception.text_context import TranscriptContext
+        from umq.perception.text.context import TranscriptContext
 
         # the session's recent transcript lines + per-line caches (overlapping windows do not re-encode)
         self._text_cache = TranscriptContext(self.text_head, self.text)
-        self._lab_video = None
+        self._lab_video: tuple[float, float, float, float] | None = None
         self._face_pool: concurrent.futures.ThreadPoolExecutor | None = None
         self.parallel = cfg.parallel
         self._face_job: concurrent.futures.Future | None = None
@@ -220,8 +243,33 @@ class Analyzer:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def stages(self):
-        return [("perception", self.perceive), ("model", self.predict)]
+    def variant(self, *, face: FaceFrontEnd | None = None, transcript: TranscriptContext | None = None,
+                parallel: bool | None = None) -> Analyzer:
+        """A copy that shares this analyzer's models and lab but uses other front-end parts: how ``python -m app
+        bench`` runs the naive reference pipeline on the same weights. Call :meth:`reset` on whichever you use."""
+        other = copy.copy(self)
+        other._face_pool, other._face_job = None, None
+        if face is not None:
+            other.face = face
+        if transcript is not None:
+            other._text_cache = transcript
+        other.parallel = self.parallel if parallel is None else parallel
+        return other
+
+    def stages(self) -> AnalysisStages:
+        return AnalysisStages(("perception", self.perceive), ("model", self.predict))
+
+    def weight_files(self) -> list[Path]:
+        """Every weights file this analyzer loaded (runtime model, comparison model, calibration, encoders): what a
+        result file's provenance lists with its checksum."""
+        from umq.perception.face.net import DEFAULT_WEIGHTS as FACE_WEIGHTS
+        from umq.perception.text.net import DEFAULT_WEIGHTS as TEXT_WEIGHTS
+        from umq.perception.voice.net import DEFAULT_WEIGHTS as VOICE_WEIGHTS
+
+        cfg = self.config
+        files = [cfg.checkpoint or ASSETS / "umq.pt", cfg.baseline, cfg.calibration, FACE_WEIGHTS, VOICE_WEIGHTS,
+                 TEXT_WEIGHTS]
+        return [Path(p) for p in files if p is not None and Path(p).is_file()]
 
     def reset(self) -> None:
         """A new session: forget face tracking, cached frames and the speaker."""
@@ -264,7 +312,8 @@ class Analyzer:
         lat: dict[str, float] = {}
 
         vh = w.video.health
-        face_job = face_done = None
+        face_job: concurrent.futures.Future | None = None
+        face_done: tuple[Any, float] | None = None
         if vh.present and w.video.frames:
             if self._face_pool is not None:
                 face_job = self._face_pool.submit(self._timed_face, w.video.frames)
@@ -282,7 +331,7 @@ class Analyzer:
         face_ms = 0.0
         ff = None
         if vh.present and w.video.frames:
-            ff, face_ms = face_job.result() if face_job is not None else face_done
+            ff, face_ms = face_job.result() if face_job is not None else face_done  # type: ignore[misc]
             self._face_job = None
         t = time.perf_counter()
         video, faces = self._perceive_video(w, ff)
@@ -295,7 +344,7 @@ class Analyzer:
     def _perceive_audio(self, w: Window) -> ModalityPerception:
         ah = w.audio.health
         if not ah.present:
-            return ModalityPerception(torch.zeros(DIMS["voice"], device=self.device), False,
+            return ModalityPerception(torch.zeros(DIMS["audio"], device=self.device), False,
                                       ah.reason or "no audio")
         vf = self.voice(w.audio.samples, w.audio.valid)
         logits, emb = self.voice_net(vf.features.unsqueeze(0), vf.mask.unsqueeze(0))
@@ -310,7 +359,7 @@ class Analyzer:
         tc = cues_from_slice(w.text)
         idle = bool(tc.idle)
         if not tc.present:
-            x = text_vector(torch.zeros(self.text_head.emb_dim, device=self.device),
+            x = text_vector(torch.zeros(self.text_emb_dim, device=self.device),
                             torch.zeros(7, device=self.device), tc)
             return ModalityPerception(x, False, tc.describe(), (), tc.to_json(), None, idle), ""
         text = w.text.text
@@ -321,11 +370,11 @@ class Analyzer:
     def _perceive_video(self, w: Window, ff) -> tuple[ModalityPerception, tuple[FaceReport, ...]]:
         """The primary face drives the model input; every face of the newest frame (primary first, at most the
         tracker's ``max_faces``) becomes a :class:`FaceReport` with its own expression prediction."""
-        from umq.perception.face_cues import FACE_SEEN
+        from umq.perception.face.cues import FACE_SEEN
 
         vh = w.video.health
         if ff is None:
-            return ModalityPerception(torch.zeros(DIMS["face"], device=self.device), False,
+            return ModalityPerception(torch.zeros(DIMS["video"], device=self.device), False,
                                       vh.reason or "no video"), ()
         emb = masked_mean(ff.embeddings, ff.mask)
         probs = masked_mean(ff.probs, ff.mask)
@@ -359,7 +408,7 @@ class Analyzer:
 
     def _text_features(self, w: Window) -> tuple[torch.Tensor, torch.Tensor]:
         """(embedding, probabilities) of the window's lines, each read with its predecessors in the session's
-        transcript (:class:`~umq.perception.text_context.TranscriptContext` keeps the history and the caches)."""
+        transcript (:class:`~umq.perception.text.context.TranscriptContext` keeps the history and the caches)."""
         return self._text_cache.window_outputs(w.text.segments, w.t0, w.t1)
 
     # -- model ---------------------------------------------------------------------------------------------
@@ -370,7 +419,7 @@ class Analyzer:
         on the device (no host sync): its quality becomes 0 and it cannot sway the fused answer."""
         xs, present, finite = [], [], []
         for m in MODALITIES:
-            mp = p.modalities[RESULT_NAMES[m]]
+            mp = p.modalities[m]
             z = (mp.x - self.mean[m]) / self.std[m]
             if not mp.present:
                 z = torch.zeros_like(z)
@@ -391,7 +440,7 @@ class Analyzer:
         parts += [p.modalities[m].probs for m in own]  # type: ignore[misc]
         if self._baseline_forward is not None:
             parts.append(self._baseline_forward(xs, present)[0][0])
-        if routing_t.numel():
+        if routing_t is not None and routing_t.numel():
             parts.append(routing_t[0])
         host = to_host(torch.cat(parts).float()).astype(np.float64)  # the one device -> host copy
         umq_ms = (time.perf_counter() - t) * 1000
@@ -405,8 +454,7 @@ class Analyzer:
         routing = rest
         probs = probs / probs.sum()
         reports = {}
-        for i, m in enumerate(MODALITIES):
-            name = RESULT_NAMES[m]
+        for i, name in enumerate(MODALITIES):
             mp = p.modalities[name]
             quality = self.calibration(name, float(np.clip(q[i], 0.0, 1.0))) if mp.present else 0.0
             state = modality_state(mp.present, quality, mp.idle, mp.flags, self.calibration.fitted)

@@ -7,12 +7,16 @@ functions build vectors for the training cache and for live windows, so training
 """
 from __future__ import annotations
 
+import hashlib
+from pathlib import Path
+
 import numpy as np
 import torch
 
-from umq.perception.face_cues import FaceCues
-from umq.perception.text_cues import TextCues
-from umq.perception.voice_cues import VoiceCues
+from umq import paths
+from umq.perception.face.cues import FaceCues
+from umq.perception.text.cues import TextCues
+from umq.perception.voice.cues import VoiceCues
 
 FEATURE_RECIPE = 1  # bump with any change to this module: runtime checkpoints record it and are checked on load
 EMBED = 128  # face, voice and text encoders all give 128-d embeddings
@@ -20,8 +24,8 @@ N_CLASSES = 7
 FACE_DIM = EMBED + N_CLASSES + 7 + 1  # + FaceCues.vector() + frames received / expected
 VOICE_DIM = EMBED + N_CLASSES + len(VoiceCues.NAMES)
 TEXT_DIM = EMBED + N_CLASSES + len(TextCues.VECTOR_NAMES)
-DIMS = {"face": FACE_DIM, "voice": VOICE_DIM, "text": TEXT_DIM}
-MODALITIES = ("face", "voice", "text")
+DIMS = {"video": FACE_DIM, "audio": VOICE_DIM, "text": TEXT_DIM}
+MODALITIES = ("video", "audio", "text")
 
 
 def _cat(parts: list[torch.Tensor], device) -> torch.Tensor:
@@ -47,3 +51,34 @@ def masked_mean(rows: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Mean of ``rows [K, D]`` where ``mask [K]``; zeros when no row is valid (no host sync)."""
     w = mask.to(rows.dtype).unsqueeze(-1)
     return (rows * w).sum(0) / w.sum().clamp_min(1.0)
+
+
+# The code that turns one item into a vector, per modality (paths under umq/perception): a change to any of these
+# changes the vectors, so training caches are keyed by it and a runtime checkpoint records it.
+FRONT_END_SOURCES = {
+    "video": ("face/net.py", "face/cues.py", "face/corrupt.py"),
+    "audio": ("voice/net.py", "voice/frontend.py", "voice/features.py", "voice/normalize.py", "voice/vad.py",
+              "voice/cues.py", "voice/corrupt.py"),
+    "text": ("text/net.py", "text/frontend.py", "text/normalize.py", "text/cues.py", "text/corrupt.py"),
+}
+
+
+def _weights_path(modality: str) -> Path:
+    if modality == "video":
+        from umq.perception.face.net import DEFAULT_WEIGHTS
+    elif modality == "audio":
+        from umq.perception.voice.net import DEFAULT_WEIGHTS
+    else:
+        from umq.perception.text.net import DEFAULT_WEIGHTS
+    return Path(DEFAULT_WEIGHTS)
+
+
+def encoder_digest(modality: str) -> str:
+    """SHA-256 (16 hex) of the modality's encoder weight file, its front-end sources and the feature recipe."""
+    h = hashlib.sha256(f"recipe={FEATURE_RECIPE}".encode())
+    h.update(_weights_path(modality).read_bytes())
+    for name in FRONT_END_SOURCES[modality]:
+        src = paths.PERCEPTION_SRC / name
+        h.update(name.encode())
+        h.update(src.read_bytes() if src.is_file() else b"-")
+    return h.hexdigest()[:16]

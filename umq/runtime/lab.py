@@ -15,8 +15,9 @@ import numpy as np
 
 from streams.packets import SourceState, VideoFrame
 from streams.windows import AudioSlice, ModalityHealth, TextSlice, VideoSlice, Window
-from umq.perception import text_corrupt, video_corrupt
-from umq.perception.audio_corrupt import clip_fraction
+from umq.perception.face import corrupt as video_corrupt
+from umq.perception.text import corrupt as text_corrupt
+from umq.perception.voice.corrupt import clip_fraction
 
 REFERENCE_SPEECH_RMS = 10 ** (-26 / 20)  # noise level for windows without speech: typical speech at -26 dBFS
 

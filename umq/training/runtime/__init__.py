@@ -1,0 +1,1 @@
+"""Runtime model: label-consistent triples caches, sampling, training, calibration, evaluation and reports."""

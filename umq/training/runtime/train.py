@@ -1,0 +1,254 @@
+"""Train and validate the runtime model: ``python -m umq.training.runtime.train [--data DIR] [--out assets/runtime]``.
+
+Trains UMQ over (face, voice, text) on label-consistent triples drawn from the training splits (FER2013
+``train``, RAVDESS actors 1-16, MELD ``train``) with signal-level corruptions (:mod:`.triples`), plus the
+quality-unaware MoE the dashboard's quality lab shows beside it and a late-fusion reference. The validation
+triples come only from FER2013 ``public_test``, RAVDESS actors 17-20 and MELD ``dev``.
+
+The quality ladder of the rank-guided estimator is made of real corrupted versions of each sample
+(clean > severity 0.35 > severity 0.8 > switched off) instead of feature noise. Fixed number of steps, no model
+selection on the validation split; every number written is measured once, after training.
+
+Measured on the 2-core CPU of the development machine: building the vector caches ~25 min (once), training the
+three models ~3 min.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from umq.checkpoint import save_checkpoint
+from umq.device import pick_device
+from umq.labels import EMOTIONS
+from umq.model import UMQ, UMQConfig, compute_losses, variant_config
+from umq.model.config import ModalitySpec
+from umq.model.norm import NormStats
+from umq.runtime.analyzer import ASSETS
+from umq.runtime.features import DIMS, FEATURE_RECIPE, MODALITIES
+from umq.training.data import default_data_root
+from umq.training.runtime.evaluation import (
+    degraded_vs_removed,
+    encoder_reference,
+    evaluate_model,
+    quality_ordering,
+    summary,
+    validation_triples,
+)
+from umq.training.runtime.sampling import TripleSampler
+from umq.training.runtime.triples import (
+    SEVERITIES,
+    VAL_SEVERITIES,
+    ModalityCache,
+    build_face_cache,
+    build_text_cache,
+    build_voice_cache,
+    encoder_digest,
+    version_names,
+)
+
+log = logging.getLogger(__name__)
+
+LICENCE = ("research / non-commercial use only: trained on FER2013 (research use), RAVDESS (CC BY-NC-SA 4.0) and "
+           "MELD (GPL-3.0) features")
+VARIANTS = ("umq", "moe_unaware", "late_fusion")  # shipped; umq_no_enhancer: the ablation, trained on request
+TRAINABLE = (*VARIANTS, "umq_no_enhancer")
+
+
+Caches = dict  # modality -> ModalityCache
+
+
+# Items per split. Sized so the six caches build in about an hour on the shared 2-core machine (the voice
+# front-end runs silero-vad and pitch tracking per corrupted version, MiniLM reads every corrupted text).
+TRAIN_SIZES = {"video": 150, "audio": 4, "text": 50}  # per class (face, text) / clips per actor (voice)
+VAL_SIZES = {"video": 60, "audio": 24, "text": 30}
+TRAIN_ACTORS, VAL_ACTORS = list(range(1, 17)), list(range(17, 21))
+VOICE_TRAIN_DRAWS = (0, 1)
+
+
+def concat(parts: list[ModalityCache]) -> ModalityCache:
+    return ModalityCache(parts[0].modality, np.concatenate([c.x for c in parts]), np.concatenate([c.y for c in parts]),
+                         parts[0].versions, " + ".join(c.source for c in parts))
+
+
+def build_part(root: Path, part: str, device: str, progress: bool) -> ModalityCache:
+    """One cache, ``part`` = ``"<face|voice|text>-<train|val>"`` (the training or validation split)."""
+    m, split = part.split("-")
+    sizes, sev = (TRAIN_SIZES, SEVERITIES) if split == "train" else (VAL_SIZES, VAL_SEVERITIES)
+    if m == "video":
+        npz = root / "fer2013" / ("train.npz" if split == "train" else "public_test.npz")
+        return build_face_cache(npz, sizes["video"], 0, device, progress, sev)
+    if m == "audio":
+        if split == "val":
+            return build_voice_cache(root / "ravdess", VAL_ACTORS, 0, device, progress, sev, sizes["audio"])
+        # two draws of clips per actor (seeds 0 and 1), each its own cache: two processes can build them at once
+        return concat([build_voice_cache(root / "ravdess", TRAIN_ACTORS, k, device, progress, sev, sizes["audio"])
+                       for k in VOICE_TRAIN_DRAWS])
+    if m == "text":
+        csv = root / "text" / ("meld_train_sent_emo.csv" if split == "train" else "meld_dev_sent_emo.csv")
+        return build_text_cache(csv, sizes["text"], 0, device, progress, sev)
+    raise ValueError(f"unknown cache part {part!r}")
+
+
+def load_caches(root: Path, split: str, device: str, progress: bool) -> Caches:
+    """The three caches of ``split`` (``train``: FER train, RAVDESS 1-16, MELD train; ``val``: FER
+    public_test, RAVDESS 17-20, MELD dev), built once and then read from disk."""
+    split = "train" if split == "train" else "val"
+    return {m: build_part(root, f"{m}-{split}", device, progress) for m in MODALITIES}
+
+
+def fit_norm(c: Caches) -> NormStats:
+    """Mean/std of the clean training vectors per modality (std floored: one-hot-like cue columns)."""
+    mean, std = {}, {}
+    for m in MODALITIES:
+        x = c[m].x[:, 0]
+        mean[m] = x.mean(0).astype(np.float32)
+        std[m] = np.maximum(x.std(0), 0.05).astype(np.float32)
+    return NormStats(mean, std, [])
+
+
+def model_config(variant: str) -> UMQConfig:
+    """The runtime architecture. Every variant gets the unimodal expert (a quality-weighted mean of the unimodal
+    heads; for the quality-unaware variants q is the present flag, i.e. plain late fusion), so the variants
+    differ only in what they know about quality. UMQ alone is trained with the usefulness target and the
+    degraded >= removed hinge (:mod:`umq.model.losses`): they need the quality estimate."""
+    base = UMQConfig(modalities=[ModalitySpec(m, DIMS[m]) for m in MODALITIES], d=64, dropout=0.2,
+                     input_dropout=0.1, experts=4, expert_hidden=128, unimodal_expert=True)
+    cfg = variant_config(base, variant)
+    if cfg.use_estimator:
+        cfg.loss.w_q_target = 1.0
+        cfg.loss.w_twin = 1.0
+    return cfg
+
+
+def train_variant(variant: str, s: TripleSampler, steps: int, B: int, seed: int, progress: bool) -> UMQ:
+    from tqdm import tqdm
+
+    torch.manual_seed(seed)
+    model = UMQ(model_config(variant)).to(s.dev)
+    opt = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=1e-2)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=2e-3, total_steps=steps, pct_start=0.1)
+    g = torch.Generator(device=s.dev).manual_seed(seed)
+    model.train()
+    for _ in tqdm(range(steps), desc=f"train {variant} seed {seed}", disable=not progress):
+        d = s.draw(B, g)
+        total, _ = compute_losses(model, d.batch, d.clean, g, d.ladders if model.estimator is not None else None,
+                                  d.extras)
+        opt.zero_grad(set_to_none=True)
+        total.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+        opt.step()
+        sched.step()
+    return model.eval()
+
+
+def _mean_std(rows: list[dict]) -> dict:
+    """Per key: mean and std over seeds of nested ``{"accuracy": ...}`` or plain numbers."""
+    out = {}
+    for k in rows[0]:
+        vals = [r[k]["accuracy"] if isinstance(r[k], dict) else r[k] for r in rows]
+        out[k] = {"mean": round(float(np.mean(vals)), 4), "std": round(float(np.std(vals)), 4),
+                  "seeds": [round(float(v), 4) for v in vals]}
+    return out
+
+
+def _aggregate(runs: list[dict], seeds: list[int]) -> dict:
+    return {"seeds": list(seeds), "runs": runs,
+            "conditions": _mean_std([r["conditions"] for r in runs]),
+            "summary": _mean_std([r["summary"] for r in runs]),
+            "degraded_vs_removed": {m: _mean_std([r["degraded_vs_removed"][m] for r in runs]) for m in MODALITIES}}
+
+
+def merge_metrics(parts: list[dict]) -> dict:
+    """One metrics dict from runs of the same data with other seeds/variants (seeds in the order given)."""
+    out = {k: v for k, v in parts[0].items() if k not in ("models", "seeds")}
+    runs: dict[str, tuple[list, list]] = {}
+    for p in parts:
+        for variant, m in p["models"].items():
+            r = runs.setdefault(variant, ([], []))
+            r[0].extend(m["runs"])
+            r[1].extend(m["seeds"])
+    out["models"] = {v: _aggregate(r, s) for v, (r, s) in runs.items()}
+    out["seeds"] = sorted({seed for _, seeds in runs.values() for seed in seeds})
+    return out
+
+
+def _train_and_score(variant: str, seed: int, args, s_train: TripleSampler, s_val: TripleSampler,
+                     trip: dict) -> tuple[UMQ, dict]:
+    t1 = time.time()
+    model = train_variant(variant, s_train, args.steps, args.batch_size, seed, not args.quiet)
+    conds = evaluate_model(model, s_val, trip)
+    res = {"train_seconds": round(time.time() - t1, 1), "conditions": conds, "summary": summary(conds),
+           "degraded_vs_removed": degraded_vs_removed(model, s_val, trip)}
+    if model.estimator is not None:
+        res["quality"] = quality_ordering(model, s_val, trip)
+    log.info("%s seed %d: %s", variant, seed, res["summary"])
+    return model, res
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m umq.training.runtime.train", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--data", default=None, help="data root in the ../shared/data layout (default $UMQ_DATA)")
+    ap.add_argument("--out", default=str(ASSETS), help="folder for the checkpoints and metrics.json")
+    ap.add_argument("--steps", type=int, default=2000)
+    ap.add_argument("--batch-size", type=int, default=128)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2],
+                    help="training seeds; every number is the mean over them, the checkpoints are the first seed's")
+    ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=TRAINABLE)
+    ap.add_argument("--merge", nargs="+", default=None, metavar="METRICS",
+                    help="only merge the metrics.json of runs made with other --seeds/--variants into --out")
+    ap.add_argument("--device", default=None)
+    ap.add_argument("--quiet", action="store_true")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if args.merge:
+        merged = merge_metrics([json.loads(Path(f).read_text()) for f in args.merge])
+        (Path(args.out) / "metrics.json").write_text(json.dumps(merged, indent=1))
+        print(f"merged {len(args.merge)} runs into {Path(args.out) / 'metrics.json'}")
+        return 0
+    torch.set_num_threads(1)
+    root = Path(args.data) if args.data else default_data_root()
+    if root is None or not root.is_dir():
+        print("no data: pass --data DIR (the ../shared/data layout) or set UMQ_DATA", file=sys.stderr)
+        return 2
+    dev = pick_device(args.device)
+    t0 = time.time()
+    train_c = load_caches(root, "train", "cpu", not args.quiet)
+    val_c = load_caches(root, "val", "cpu", not args.quiet)
+    t_cache = time.time() - t0
+    norm = fit_norm(train_c)
+    s_train, s_val = TripleSampler(train_c, norm, dev), TripleSampler(val_c, norm, dev)
+    trip = validation_triples(val_c, 100, 1, part="report")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    metrics: dict = {"n_train_items": {m: len(train_c[m].y) for m in MODALITIES},
+                     "n_val_items": {m: len(val_c[m].y) for m in MODALITIES},
+                     "val_triples": {"n": len(trip["y"]), "drawn_from": "report half of the validation caches"},
+                     "steps": args.steps, "batch_size": args.batch_size, "seeds": args.seeds,
+                     "cache_seconds": round(t_cache, 1), "encoders": encoder_reference(val_c, trip), "models": {}}
+    for variant in args.variants:
+        runs = []
+        for k, seed in enumerate(args.seeds):
+            model, res = _train_and_score(variant, seed, args, s_train, s_val, trip)
+            runs.append(res)
+            if k == 0 and variant in VARIANTS:
+                data = {"kind": "runtime", "feature_recipe": FEATURE_RECIPE, "modalities": list(MODALITIES),
+                        "versions": {m: version_names(m) for m in MODALITIES}, "licence": LICENCE,
+                        "encoders": {m: encoder_digest(m) for m in MODALITIES}}
+                save_checkpoint(out / f"{variant}.pt", kind=variant, model=model.cpu(), labels=list(EMOTIONS),
+                                norm=norm, data=data, metrics={"seed": seed, **res["summary"]})
+        metrics["models"][variant] = _aggregate(runs, args.seeds)
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
+    print(f"wrote {', '.join(v + '.pt' for v in args.variants)} and metrics.json to {out} "
+          f"in {time.time() - t0:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Voice encoder: training (CRNN, multi-corpus Whisper head), augmentation, feature caches, evaluation."""

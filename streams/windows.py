@@ -92,10 +92,19 @@ class AudioSlice:
 
 @dataclass(frozen=True)
 class TextSlice:
-    """Transcript segments that overlap the window, in start order."""
+    """Transcript segments of the window, in start order: those that overlap it, and the late ones.
+
+    Attributes:
+        segments: every line this window analyses, late ones included.
+        health: present when the lines hold words.
+        late: the lines of ``segments`` that arrived after every window overlapping them was cut (live speech
+            recognition decodes seconds after the speech); they keep their original ``t0``/``t1``, before this
+            window's ``t0``, and are in no other window. Empty for lines known up front (files, typed text).
+    """
 
     segments: tuple[TextSegment, ...]
     health: ModalityHealth
+    late: tuple[TextSegment, ...] = ()
 
     @property
     def text(self) -> str:
@@ -133,4 +142,6 @@ class Window:
         for m in Modality:
             out[m.value] = self.health(m).to_json()
         out["text"]["words"] = self.text.words
+        if self.text.late:  # only then: windows without late lines keep the summary they always had
+            out["text"]["late"] = len(self.text.late)
         return out

@@ -29,6 +29,26 @@ log = logging.getLogger(__name__)
 _NOUN = {Modality.VIDEO: "camera", Modality.AUDIO: "microphone", Modality.TEXT: "transcript"}
 
 
+@dataclass(frozen=True)
+class Cut:
+    """What one window is made of, taken from the buffer in one step (:meth:`TimeAlignedBuffer.cut`).
+
+    Attributes:
+        video, audio: frames and chunks overlapping the window.
+        text: transcript lines overlapping the window.
+        late: lines that arrived after every window overlapping them was cut (they end before the window).
+        fresh: the lines of ``text`` and ``late`` that no earlier cut held.
+        status: each modality's status history.
+    """
+
+    video: list[VideoFrame]
+    audio: list[AudioChunk]
+    text: list[TextSegment]
+    late: list[TextSegment]
+    fresh: list[TextSegment]
+    status: dict[Modality, list[SourceStatus]]
+
+
 class TimeAlignedBuffer:
     """Thread-safe store of recent packets and of each modality's status history.
 
@@ -139,10 +159,9 @@ class TimeAlignedBuffer:
             status = {m: list(h) for m, h in self._status.items()}
         return video, audio, text, status
 
-    def cut(self, t0: float, t1: float) -> tuple[list[VideoFrame], list[AudioChunk], list[TextSegment],
-                                                 list[TextSegment], dict[Modality, list[SourceStatus]]]:
+    def cut(self, t0: float, t1: float) -> Cut:
         """What the window ``[t0, t1)`` is made of: :meth:`snapshot` plus the *late* transcript lines, taken
-        atomically, and marks every line handed out as delivered.
+        atomically, and marks every line handed out as delivered (``fresh``: the ones no earlier cut held).
 
         Late lines are those that arrived after every window overlapping them was cut: never delivered and ending
         before ``t0`` (no later window can overlap them either). Each is returned by exactly one cut, the first
@@ -161,15 +180,19 @@ class TimeAlignedBuffer:
             text = [s for s in self._text if s.t0 < t1 and s.t1 >= t0]
             status = {m: list(h) for m, h in self._status.items()}
             late: list[TextSegment] = []
+            fresh: list[TextSegment] = []
             if self._undelivered:
-                on_time = {id(s) for s in text}
+                pending = {id(s) for s in self._undelivered}
+                fresh = [s for s in text if id(s) in pending]
+                on_time = {id(s) for s in fresh}
                 waiting = [s for s in self._undelivered if id(s) not in on_time]
                 late = [s for s in waiting if s.t1 < t0]
+                fresh += late
                 self._undelivered.clear()
                 # a line no window has reached yet; or one overlapping this window that the store already let go
                 # of (the count cap), which then goes to the next cut as late rather than being lost
                 self._undelivered.extend(s for s in waiting if s.t1 >= t0)
-        return video, audio, text, late, status
+        return Cut(video, audio, text, late, fresh, status)
 
     def sizes(self) -> dict[str, int]:
         """Current item counts, for telemetry and the memory tests (``text_undelivered``: transcript lines no
@@ -315,12 +338,12 @@ class Windower:
     def make(self, index: int) -> Window:
         t1 = self.t1_of(index)
         t0 = t1 - self.config.window_s
-        video, audio, text, late, status = self.buffer.cut(t0, t1)
+        c = self.buffer.cut(t0, t1)
         return Window(
             index=index, t0=t0, t1=t1,
-            video=self._video_slice(video, status[Modality.VIDEO], t0, t1),
-            audio=self._audio_slice(audio, status[Modality.AUDIO], t0, t1),
-            text=self._text_slice(text, status[Modality.TEXT], t0, t1, late),
+            video=self._video_slice(c.video, c.status[Modality.VIDEO], t0, t1),
+            audio=self._audio_slice(c.audio, c.status[Modality.AUDIO], t0, t1),
+            text=self._text_slice(c.text, c.status[Modality.TEXT], t0, t1, c.late, c.fresh),
         )
 
     # -- per modality ---------------------------------------------------------------------------------------
@@ -430,7 +453,7 @@ class Windower:
         return gaps, trailing
 
     def _text_slice(self, segments: list[TextSegment], history: list[SourceStatus], t0: float, t1: float,
-                    late: list[TextSegment] | None = None) -> TextSlice:
+                    late: list[TextSegment] | None = None, fresh: list[TextSegment] | None = None) -> TextSlice:
         """The window's lines (late ones included, in start order): words present make the text present; none
         leaves the reason to the source's state (``no transcript`` while it runs: idle, not missing)."""
         state, dev_reason, configured = self._device(Modality.TEXT, history, t1)
@@ -446,4 +469,4 @@ class Windower:
         else:
             reason = "no transcript"
         health = ModalityHealth(Modality.TEXT, has_words, reason, 0, len(segments), 0, 0, (), 0.0, state, dev_reason)
-        return TextSlice(tuple(segments), health, tuple(late))
+        return TextSlice(tuple(segments), health, tuple(late), tuple(sorted(fresh or (), key=lambda s: s.t0)))

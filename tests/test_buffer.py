@@ -4,8 +4,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from streams.buffer import TimeAlignedBuffer, WindowConfig, Windower
+from streams.buffer import Cut, TimeAlignedBuffer, WindowConfig, Windower
 from streams.packets import AUDIO_RATE, Modality, SourceState
+from streams.windows import carry_dropped
 from tests.helpers import audio_packets, frame, status, text, video_packets
 
 V, A, T = Modality.VIDEO, Modality.AUDIO, Modality.TEXT
@@ -177,7 +178,7 @@ def test_lines_known_up_front_are_never_late_and_windows_are_unchanged():
     class OverlapOnly(TimeAlignedBuffer):
         def cut(self, t0, t1):
             video, audio, text, status = self.snapshot(t0, t1)
-            return video, audio, text, [], status
+            return Cut(video, audio, text, [], [], status)
 
     packets = ([status(m, SourceState.RUNNING, 0.0) for m in (V, A, T)] + video_packets(0.0, 6.0, 15.0)
                + audio_packets(0.0, 6.0) + segs)
@@ -369,3 +370,27 @@ def test_health_values_are_plain_python_types():
         assert type(h.present) is bool and type(h.largest_gap_s) is float
         assert all(type(x) is float for gap in h.gaps for x in gap)
     json.dumps(w.to_json())
+
+
+def test_a_skipped_window_hands_its_lines_on_to_the_next_analysed_one():
+    """Live, a latest-wins hand-off may skip the one window that holds a late line: carry_dropped moves the line
+    into the window that replaces it (through a chain of skips), and never a line an analysed window held."""
+    buf = TimeAlignedBuffer()
+    _running(buf, A, T)
+    win = Windower(buf, WindowConfig(grace_s=0.25))
+    said, short = text(1.0, 1.6, "good morning everybody"), text(2.9, 3.0, "yes")
+    w = {x.t1: x for x in _live_asr(buf, win, {4.4: [said], 4.9: [short]}, until=6.5)}
+    assert w[4.5].text.late == (said,) and w[5.0].text.segments == (short,) and w[5.0].text.fresh == (short,)
+    assert w[5.5].text.segments == ()  # "yes" (2.9-3.0 s) was only in [3, 5): the window cut when it arrived
+    merged = carry_dropped(carry_dropped(w[4.5], w[5.0]), w[5.5])  # 4.5 and 5.0 skipped, 5.5 analysed
+    assert merged.text.segments == (said, short) and merged.text.late == (said, short)
+    assert merged.text.health.present and merged.text.health.received == 2 and merged.text.text.endswith("yes")
+    assert (merged.index, merged.t0, merged.t1) == (w[5.5].index, 3.5, 5.5) and merged.audio is w[5.5].audio
+    assert carry_dropped(w[5.0], w[5.5]).text.late == (short,)  # 4.5 was analysed: "said" is not carried again
+    assert carry_dropped(w[4.0], w[4.5]) is w[4.5]  # nothing fresh to hand on
+    happy = text(0.2, 1.4, "I am happy")  # on time: in [0, 2), [0.5, 2.5) and [1, 3)
+    on_time = session(4.0, extra=[happy])
+    chain = carry_dropped(carry_dropped(on_time[2.0], on_time[2.5]), on_time[3.0])  # three skipped in a row
+    assert chain.text.segments == (happy,) and chain.text.late == () and chain.text.fresh == (happy,)
+    assert carry_dropped(chain, on_time[3.5]).text.late == (happy,)  # and the fourth: it rides on, once
+    assert carry_dropped(on_time[2.5], on_time[3.0]) is on_time[3.0]  # [0, 2) was analysed: nothing to carry

@@ -3,7 +3,8 @@
 One engine for live and replay: they differ only in where packets come from (capture threads on the session
 clock, or a :class:`~streams.replay.Replay` on a simulated clock). Analysis stages (perception, the UMQ model)
 each run in their own thread behind one-slot mailboxes (:mod:`app.pipeline`): live, the newest window wins and a
-slow stage never grows a backlog; replaying at maximum speed, every window is analysed.
+slow stage never grows a backlog (a skipped window's transcript lines that no later window holds ride on to the
+next one: :func:`streams.windows.carry_dropped`); replaying at maximum speed, every window is analysed.
 
 The engine's observable state is one documented dataclass, :class:`Telemetry`, which the dashboard polls.
 
@@ -31,7 +32,7 @@ from streams.clock import Clock, SessionClock
 from streams.packets import SourceStatus, VideoFrame
 from streams.replay import Replay
 from streams.source import Tee
-from streams.windows import Window
+from streams.windows import Window, carry_dropped
 from umq.result import Result
 
 from .capture import Capture
@@ -285,7 +286,9 @@ class Engine:
         self._e2e = LatencyStats()
         self._produced = 0
         self._failure, self._replay_over = None, False
-        self._pipeline = Pipeline(self.stages, self._on_output, policy, on_error=self._on_stage_error)
+        # live, a skipped window hands its transcript lines on: a late ASR line is in that window only
+        self._pipeline = Pipeline(self.stages, self._on_output, policy, on_error=self._on_stage_error,
+                                  merge_dropped=carry_dropped)
         self._pipeline.start()
 
     def _observe(self, packet) -> None:

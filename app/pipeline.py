@@ -7,6 +7,10 @@ Each stage (perception, model, ...) runs in its own thread and hands its output 
   than the hop never grows a backlog; the consumer always works on the newest window.
 - ``block`` (replay at maximum speed): ``put`` waits until the slot is free, so every window is analysed; the
   producer is a file that can wait.
+
+What a ``latest`` replacement must not lose can be handed on: a mailbox with ``merge`` puts
+``merge(replaced, newer)`` in the slot instead of ``newer`` (the engine carries a skipped window's transcript lines
+into the next window this way: :func:`streams.windows.carry_dropped`).
 """
 from __future__ import annotations
 
@@ -27,12 +31,17 @@ POLICIES = ("latest", "block")
 
 
 class Mailbox(Generic[T]):
-    """A bounded (one item) hand-off between two threads."""
+    """A bounded (one item) hand-off between two threads.
 
-    def __init__(self, policy: str = "latest") -> None:
+    ``merge(replaced, newer)``: called (under the mailbox's lock: keep it short) when ``put`` replaces an item
+    nobody took; what it returns goes in the slot. Without it the newer item simply wins.
+    """
+
+    def __init__(self, policy: str = "latest", merge: Callable[[T, T], T] | None = None) -> None:
         if policy not in POLICIES:
             raise ValueError(f"policy must be one of {POLICIES}, got {policy!r}")
         self.policy = policy
+        self.merge = merge
         self._item: T | None = None
         self._full = False
         self._closed = False
@@ -50,6 +59,11 @@ class Mailbox(Generic[T]):
                 return False
             if self._full:
                 self.dropped += 1
+                if self.merge is not None:
+                    try:
+                        item = self.merge(self._item, item)  # type: ignore[arg-type]
+                    except Exception:  # noqa: BLE001 - a faulty merge must not stop the hand-off
+                        log.exception("mailbox merge failed; the newer item wins")
             self._item, self._full = item, True
             self._cond.notify_all()
             return True
@@ -111,16 +125,26 @@ Stage = tuple[str, Callable[[Any], Any]]
 
 class Pipeline:
     """Runs ``stages`` in order, one thread each, and calls ``on_output(value, latency_ms)`` with the last
-    stage's output. A stage that raises is logged and its item skipped; the pipeline keeps running."""
+    stage's output. A stage that raises is logged and its item skipped; the pipeline keeps running.
+
+    ``merge_dropped(replaced, newer)``: what the first stage gets when a ``latest`` hand-off replaces an input
+    it had not taken yet (see :class:`Mailbox`); the engine passes :func:`streams.windows.carry_dropped`."""
 
     def __init__(self, stages: Sequence[Stage], on_output: Callable[[Any, dict[str, float]], None],
-                 policy: str = "latest", on_error: Callable[[str, Exception, int], None] | None = None) -> None:
+                 policy: str = "latest", on_error: Callable[[str, Exception, int], None] | None = None,
+                 merge_dropped: Callable[[Any, Any], Any] | None = None) -> None:
         if not stages:
             raise ValueError("a pipeline needs at least one stage")
         self.stages = list(stages)
         self.on_output = on_output
         self.policy = policy
         self.inboxes: list[Mailbox[Envelope]] = [Mailbox(policy) for _ in self.stages]
+        if merge_dropped is not None:
+            def merge(replaced: Envelope, newer: Envelope) -> Envelope:
+                newer.value = merge_dropped(replaced.value, newer.value)
+                return newer
+
+            self.inboxes[0].merge = merge
         self.latency = {name: LatencyStats() for name, _ in self.stages}
         self.errors: dict[str, int] = {name: 0 for name, _ in self.stages}
         self.last_error: str = ""

@@ -3,6 +3,11 @@
 Memory is bounded by *time*, not by count: the buffer keeps only what a future window can still need
 (``horizon_s`` of session time behind the newest packet), so an hour-long session costs the same as a minute.
 Pushing never blocks beyond a short lock and never waits on a consumer.
+
+Transcript lines are also tracked by *arrival*: a line that reaches the buffer after every window overlapping its
+``[t0, t1]`` was cut (live ASR decodes speech seconds after it was spoken) is handed, once, to the next window cut,
+marked late and with its original times (:attr:`~streams.windows.TextSlice.late`). Without this such a line would
+land in no window and never be analysed.
 """
 from __future__ import annotations
 
@@ -24,6 +29,26 @@ log = logging.getLogger(__name__)
 _NOUN = {Modality.VIDEO: "camera", Modality.AUDIO: "microphone", Modality.TEXT: "transcript"}
 
 
+@dataclass(frozen=True)
+class Cut:
+    """What one window is made of, taken from the buffer in one step (:meth:`TimeAlignedBuffer.cut`).
+
+    Attributes:
+        video, audio: frames and chunks overlapping the window.
+        text: transcript lines overlapping the window.
+        late: lines that arrived after every window overlapping them was cut (they end before the window).
+        fresh: the lines of ``text`` and ``late`` that no earlier cut held.
+        status: each modality's status history.
+    """
+
+    video: list[VideoFrame]
+    audio: list[AudioChunk]
+    text: list[TextSegment]
+    late: list[TextSegment]
+    fresh: list[TextSegment]
+    status: dict[Modality, list[SourceStatus]]
+
+
 class TimeAlignedBuffer:
     """Thread-safe store of recent packets and of each modality's status history.
 
@@ -31,7 +56,9 @@ class TimeAlignedBuffer:
         horizon_s: how much session time to keep behind the newest packet of each modality.
         max_video_frames: hard cap on stored frames whatever the timestamps say (guards against a source that
             stamps every frame with the same time).
-        max_audio_chunks, max_text_segments: the same caps for the other modalities.
+        max_audio_chunks, max_text_segments: the same caps for the other modalities; ``max_text_segments`` also
+            caps the transcript lines not yet handed to any window (drained at every cut, so only a buffer nobody
+            cuts windows from ever reaches it; the oldest line goes first).
     """
 
     def __init__(self, horizon_s: float = 4.0, max_video_frames: int = 600, max_audio_chunks: int = 4000,
@@ -41,6 +68,8 @@ class TimeAlignedBuffer:
         self._video: collections.deque[VideoFrame] = collections.deque(maxlen=max_video_frames)
         self._audio: collections.deque[AudioChunk] = collections.deque(maxlen=max_audio_chunks)
         self._text: collections.deque[TextSegment] = collections.deque(maxlen=max_text_segments)
+        self._undelivered: collections.deque[TextSegment] = collections.deque(maxlen=max_text_segments)
+        """Transcript lines in arrival order that no window cut has included yet (see :meth:`cut`)."""
         self._status: dict[Modality, list[SourceStatus]] = {m: [] for m in Modality}
         self._latest_t: dict[Modality, float] = {m: -math.inf for m in Modality}
         self.latest_frame: VideoFrame | None = None  # latest-wins slot for previews
@@ -62,6 +91,7 @@ class TimeAlignedBuffer:
                 self._advance(Modality.AUDIO, packet.t_end)
             elif isinstance(packet, TextSegment):
                 self._text.append(packet)
+                self._undelivered.append(packet)
                 self._advance(Modality.TEXT, packet.t1)
             elif isinstance(packet, SourceStatus):
                 if packet.modality is None:
@@ -83,7 +113,7 @@ class TimeAlignedBuffer:
         nothing earlier than ``t`` is still on its way: a window ending at ``t`` can be cut without waiting out
         the grace. A stream that is off, unavailable or ended does not hold windows back; one that has sent
         packets without ever reporting a state counts as delivering. The transcript never holds a window (lines
-        arrive seconds late or never; a late line still reaches the next windows, which overlap this one).
+        arrive seconds late or never): a late line reaches the next window cut instead (:meth:`cut`).
         """
         with self._lock:
             for m in (Modality.VIDEO, Modality.AUDIO):
@@ -120,7 +150,8 @@ class TimeAlignedBuffer:
 
     def snapshot(self, t0: float, t1: float) -> tuple[list[VideoFrame], list[AudioChunk], list[TextSegment],
                                                       dict[Modality, list[SourceStatus]]]:
-        """Packets overlapping ``[t0, t1)`` and the status histories, copied under the lock."""
+        """Packets overlapping ``[t0, t1)`` and the status histories, copied under the lock (a pure read: late
+        transcript lines are handed out only by :meth:`cut`)."""
         with self._lock:
             video = [f for f in self._video if t0 <= f.t < t1]
             audio = [c for c in self._audio if c.t < t1 and c.t_end > t0]
@@ -128,10 +159,47 @@ class TimeAlignedBuffer:
             status = {m: list(h) for m, h in self._status.items()}
         return video, audio, text, status
 
+    def cut(self, t0: float, t1: float) -> Cut:
+        """What the window ``[t0, t1)`` is made of: :meth:`snapshot` plus the *late* transcript lines, taken
+        atomically, and marks every line handed out as delivered (``fresh``: the ones no earlier cut held).
+
+        Late lines are those that arrived after every window overlapping them was cut: never delivered and ending
+        before ``t0`` (no later window can overlap them either). Each is returned by exactly one cut, the first
+        after it arrived, so it is analysed once, never twice, and never lost. A line that overlaps ``[t0, t1)``
+        is simply in the snapshot (however late it came) and counts as delivered; a line that starts at or after
+        ``t1`` waits for its own windows. Windows must be cut in time order (the :class:`Windower` does).
+
+        Why not hold windows back for the transcript instead: lines come seconds late or never, so every result
+        would wait the worst-case recogniser delay, and text would be analysed against different windows live
+        and in replay. Lines known up front (subtitle files, recorded sessions whose lines arrived in time) are
+        never late, so their windows are exactly what they were without this rule.
+        """
+        with self._lock:
+            video = [f for f in self._video if t0 <= f.t < t1]
+            audio = [c for c in self._audio if c.t < t1 and c.t_end > t0]
+            text = [s for s in self._text if s.t0 < t1 and s.t1 >= t0]
+            status = {m: list(h) for m, h in self._status.items()}
+            late: list[TextSegment] = []
+            fresh: list[TextSegment] = []
+            if self._undelivered:
+                pending = {id(s) for s in self._undelivered}
+                fresh = [s for s in text if id(s) in pending]
+                on_time = {id(s) for s in fresh}
+                waiting = [s for s in self._undelivered if id(s) not in on_time]
+                late = [s for s in waiting if s.t1 < t0]
+                fresh += late
+                self._undelivered.clear()
+                # a line no window has reached yet; or one overlapping this window that the store already let go
+                # of (the count cap), which then goes to the next cut as late rather than being lost
+                self._undelivered.extend(s for s in waiting if s.t1 >= t0)
+        return Cut(video, audio, text, late, fresh, status)
+
     def sizes(self) -> dict[str, int]:
-        """Current item counts, for telemetry and the memory tests."""
+        """Current item counts, for telemetry and the memory tests (``text_undelivered``: transcript lines no
+        window has included yet)."""
         with self._lock:
             return {"video": len(self._video), "audio": len(self._audio), "text": len(self._text),
+                    "text_undelivered": len(self._undelivered),
                     "status": sum(len(h) for h in self._status.values())}
 
 
@@ -220,6 +288,10 @@ class Windower:
     call :meth:`due` with ``clock.now()`` whenever packets arrive or time passes (it cuts a window once its
     streams have delivered past ``t1``, or after ``grace_s`` at the latest); in replay, the driver calls it as it
     advances simulated time and after each packet, so both paths cut identical windows from identical packets.
+
+    A transcript line that arrives after all the windows overlapping it were cut goes into the next window's
+    :class:`~streams.windows.TextSlice` (in ``segments``, and listed in ``late``) with its original times
+    (:meth:`TimeAlignedBuffer.cut`): it is analysed once, in the first window cut after it arrived.
     """
 
     def __init__(self, buffer: TimeAlignedBuffer, config: WindowConfig | None = None,
@@ -266,12 +338,12 @@ class Windower:
     def make(self, index: int) -> Window:
         t1 = self.t1_of(index)
         t0 = t1 - self.config.window_s
-        video, audio, text, status = self.buffer.snapshot(t0, t1)
+        c = self.buffer.cut(t0, t1)
         return Window(
             index=index, t0=t0, t1=t1,
-            video=self._video_slice(video, status[Modality.VIDEO], t0, t1),
-            audio=self._audio_slice(audio, status[Modality.AUDIO], t0, t1),
-            text=self._text_slice(text, status[Modality.TEXT], t0, t1),
+            video=self._video_slice(c.video, c.status[Modality.VIDEO], t0, t1),
+            audio=self._audio_slice(c.audio, c.status[Modality.AUDIO], t0, t1),
+            text=self._text_slice(c.text, c.status[Modality.TEXT], t0, t1, c.late, c.fresh),
         )
 
     # -- per modality ---------------------------------------------------------------------------------------
@@ -380,9 +452,13 @@ class Windower:
         trailing = 0.0 if valid[-1] else float((len(valid) - starts[-1]) / rate)
         return gaps, trailing
 
-    def _text_slice(self, segments: list[TextSegment], history: list[SourceStatus], t0: float, t1: float) -> TextSlice:
+    def _text_slice(self, segments: list[TextSegment], history: list[SourceStatus], t0: float, t1: float,
+                    late: list[TextSegment] | None = None, fresh: list[TextSegment] | None = None) -> TextSlice:
+        """The window's lines (late ones included, in start order): words present make the text present; none
+        leaves the reason to the source's state (``no transcript`` while it runs: idle, not missing)."""
         state, dev_reason, configured = self._device(Modality.TEXT, history, t1)
-        segments = sorted(segments, key=lambda s: s.t0)
+        late = sorted(late or (), key=lambda s: s.t0)
+        segments = sorted([*segments, *late], key=lambda s: s.t0)
         has_words = any(s.text.strip() for s in segments)
         if has_words:
             reason = ""
@@ -393,4 +469,4 @@ class Windower:
         else:
             reason = "no transcript"
         health = ModalityHealth(Modality.TEXT, has_words, reason, 0, len(segments), 0, 0, (), 0.0, state, dev_reason)
-        return TextSlice(tuple(segments), health)
+        return TextSlice(tuple(segments), health, tuple(late), tuple(sorted(fresh or (), key=lambda s: s.t0)))

@@ -6,7 +6,7 @@ person can read: missing input is a normal, reported event, not an error.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -92,10 +92,23 @@ class AudioSlice:
 
 @dataclass(frozen=True)
 class TextSlice:
-    """Transcript segments that overlap the window, in start order."""
+    """Transcript segments of the window, in start order: those that overlap it, and the late ones.
+
+    Attributes:
+        segments: every line this window analyses, late ones included.
+        health: present when the lines hold words.
+        late: the lines of ``segments`` that arrived after every window overlapping them was cut (live speech
+            recognition decodes seconds after the speech); they keep their original ``t0``/``t1``, before this
+            window's ``t0``, and are in no other window. Empty for lines known up front (files, typed text).
+        fresh: the lines of ``segments`` that no earlier window held (late ones included). A consumer that skips
+            this window must hand these on (:func:`carry_dropped`), or a line that is in no later window is
+            never analysed.
+    """
 
     segments: tuple[TextSegment, ...]
     health: ModalityHealth
+    late: tuple[TextSegment, ...] = ()
+    fresh: tuple[TextSegment, ...] = ()
 
     @property
     def text(self) -> str:
@@ -133,4 +146,35 @@ class Window:
         for m in Modality:
             out[m.value] = self.health(m).to_json()
         out["text"]["words"] = self.text.words
+        if self.text.late:  # only then: windows without late lines keep the summary they always had
+            out["text"]["late"] = len(self.text.late)
         return out
+
+
+def _holds(lines: tuple[TextSegment, ...], line: TextSegment) -> bool:
+    return any(x is line for x in lines)  # identity: two lines may carry the same words and times
+
+
+def carry_dropped(dropped: Window, newer: Window) -> Window:
+    """``newer`` with the transcript lines it would otherwise lose when a consumer skips ``dropped`` (a live
+    latest-wins hand-off replaces a window nobody took yet by the next one).
+
+    Frames and audio of a skipped window are gone by design: the consumer wants the newest. A transcript line is
+    not: each line is analysed in the windows that hold it, and one that arrived late (or overlaps few windows)
+    may be in ``dropped`` and in no later window. So every line of ``dropped.text.fresh`` that ``newer`` does not
+    hold joins ``newer`` as late (it ends before ``newer.t0``), and stays fresh there, so a chain of skipped
+    windows hands it on to the window that is finally analysed: once, never twice (lines an analysed window held
+    are not fresh). Only the text changes; ``newer``'s index, span, frames and audio are kept."""
+    old, new = dropped.text, newer.text
+    carried = tuple(x for x in old.fresh if not _holds(new.segments, x))
+    fresh = new.fresh + tuple(x for x in old.fresh if not _holds(new.fresh, x))
+    if not carried and len(fresh) == len(new.fresh):
+        return newer
+    segments = tuple(sorted(new.segments + carried, key=lambda x: x.t0))
+    health = new.health
+    if not health.present and any(x.text.strip() for x in carried):
+        health = replace(health, present=True, reason="")
+    health = replace(health, received=len(segments))
+    text = TextSlice(segments, health, tuple(sorted(new.late + carried, key=lambda x: x.t0)),
+                     tuple(sorted(fresh, key=lambda x: x.t0)))
+    return replace(newer, text=text)

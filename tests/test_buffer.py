@@ -4,8 +4,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from streams.buffer import TimeAlignedBuffer, WindowConfig, Windower
+from streams.buffer import Cut, TimeAlignedBuffer, WindowConfig, Windower
 from streams.packets import AUDIO_RATE, Modality, SourceState
+from streams.windows import carry_dropped
 from tests.helpers import audio_packets, frame, status, text, video_packets
 
 V, A, T = Modality.VIDEO, Modality.AUDIO, Modality.TEXT
@@ -114,6 +115,100 @@ def test_a_late_transcript_line_lands_in_the_next_window():
         buf.push(p)
     [second] = win.due(2.55)
     assert not first.text.health.present and second.text.text == "came in late"
+    assert second.text.late == ()  # it overlaps [0.5, 2.5): on time for this window, in no way special
+
+
+def _live_asr(buf, win, lines, until, step=0.1):
+    """A live session stepped every ``step`` s: microphone audio through the step, the windows it completes, then
+    the transcript lines the recogniser hands over at that moment (``lines`` maps arrival time -> lines): each
+    arrives just after the window ending then was cut."""
+    chunks = audio_packets(0.0, until)
+    windows, t, i = [], 0.0, 0
+    while t < until - 1e-9:
+        t = round(t + step, 9)
+        while i < len(chunks) and chunks[i].t < t - 1e-9:
+            buf.push(chunks[i])
+            i += 1
+        windows += win.due(t)
+        for seg in lines.get(t, ()):
+            buf.push(seg)
+    return windows + win.due(until, final=True)
+
+
+def test_a_line_older_than_the_next_window_is_analysed_once_marked_late():
+    """Live ASR hands a line over seconds after the speech: it must reach exactly one window (the next cut),
+    with its own times, rather than none (it ends before that window starts, so no overlap would take it)."""
+    buf = TimeAlignedBuffer()
+    _running(buf, A, T)
+    win = Windower(buf, WindowConfig(grace_s=0.25))
+    said = text(1.0, 1.6, "good morning everybody")
+    windows = _live_asr(buf, win, {4.0: [said]}, until=7.0)
+    by_t1 = {w.t1: w for w in windows}
+    assert [w.t1 for w in windows] == [2.0 + 0.5 * k for k in range(11)]  # the grid is untouched
+    holding = [w for w in windows if "morning" in w.text.text]
+    assert [w.t1 for w in holding] == [4.5]  # the first cut after 4.0 s, and only that one
+    late = by_t1[4.5].text
+    assert late.late == (said,) and late.segments == (said,)  # original 1.0-1.6 s, before the window's 2.5 s
+    assert late.health.present and late.health.received == 1 and late.words == 3
+    assert by_t1[4.5].to_json()["text"]["late"] == 1
+    for t1 in (4.0, 5.0):  # before and after: idle (source running, nobody spoke), not missing
+        h = by_t1[t1].text.health
+        assert not h.present and h.reason == "no transcript" and h.device_state is SourceState.RUNNING
+        assert "late" not in by_t1[t1].to_json()["text"]
+    assert buf.sizes()["text_undelivered"] == 0
+
+
+def test_late_and_on_time_lines_share_a_window_in_start_order():
+    buf = TimeAlignedBuffer()
+    _running(buf, A, T)
+    win = Windower(buf, WindowConfig(grace_s=0.25))
+    old, new = text(0.4, 0.9, "said long ago"), text(2.6, 3.4, "said just now")
+    windows = {w.t1: w for w in _live_asr(buf, win, {3.5: [new, old]}, until=5.0)}
+    assert windows[4.0].text.segments == (old, new) and windows[4.0].text.late == (old,)
+    assert windows[4.5].text.segments == (new,) and windows[4.5].text.late == ()  # the on-time one stays on
+    assert sum(old in w.text.segments for w in windows.values()) == 1
+
+
+def test_lines_known_up_front_are_never_late_and_windows_are_unchanged():
+    """Subtitle files and typed lines arrive by their end time: every window is exactly what the overlap rule
+    alone (the rule before late lines) cuts from the same packets."""
+    segs = [text(0.2, 1.4, "I am happy"), text(1.5, 2.4, "really"), text(3.0, 3.2, "yes"), text(5.6, 6.0, "again")]
+    windows = session(6.0, extra=segs)
+
+    class OverlapOnly(TimeAlignedBuffer):
+        def cut(self, t0, t1):
+            video, audio, text, status = self.snapshot(t0, t1)
+            return Cut(video, audio, text, [], [], status)
+
+    packets = ([status(m, SourceState.RUNNING, 0.0) for m in (V, A, T)] + video_packets(0.0, 6.0, 15.0)
+               + audio_packets(0.0, 6.0) + segs)
+    before = run(OverlapOnly(), packets, until=6.0)
+    assert all(w.text.late == () for w in windows.values())
+    assert [w.to_json() for w in windows.values()] == [w.to_json() for w in before.values()]
+    assert [w.text.segments for w in windows.values()] == [w.text.segments for w in before.values()]
+    assert sum(w.text.words for w in windows.values()) > 10
+
+
+def test_undelivered_lines_stay_bounded_over_an_hour_of_late_asr():
+    buf = TimeAlignedBuffer()
+    _running(buf, A, T)
+    win = Windower(buf, WindowConfig(grace_s=0.25))
+    lines = {}
+    for k in range(1800):  # a line every 2 s of an hour, handed over 4 s after it ends
+        seg = text(2.0 * k, 2.0 * k + 1.0, f"line {k}")
+        lines.setdefault(round(2.0 * k + 5.0, 9), []).append(seg)
+    delivered, most = {}, 0
+    for second in range(3600):
+        t = float(second + 1)
+        for seg in lines.get(t, ()):
+            buf.push(seg)
+        for w in win.due(t, final=True):
+            for seg in w.text.segments:
+                delivered[seg.text] = delivered.get(seg.text, 0) + 1
+        sizes = buf.sizes()
+        most = max(most, sizes["text"] + sizes["text_undelivered"])
+    assert most <= 4  # the store keeps a few seconds of lines; every cut hands the waiting ones on
+    assert len(delivered) == 1798 and set(delivered.values()) == {1}  # each once; 2 more arrive after the hour
 
 
 def test_complete_window_counts():
@@ -275,3 +370,27 @@ def test_health_values_are_plain_python_types():
         assert type(h.present) is bool and type(h.largest_gap_s) is float
         assert all(type(x) is float for gap in h.gaps for x in gap)
     json.dumps(w.to_json())
+
+
+def test_a_skipped_window_hands_its_lines_on_to_the_next_analysed_one():
+    """Live, a latest-wins hand-off may skip the one window that holds a late line: carry_dropped moves the line
+    into the window that replaces it (through a chain of skips), and never a line an analysed window held."""
+    buf = TimeAlignedBuffer()
+    _running(buf, A, T)
+    win = Windower(buf, WindowConfig(grace_s=0.25))
+    said, short = text(1.0, 1.6, "good morning everybody"), text(2.9, 3.0, "yes")
+    w = {x.t1: x for x in _live_asr(buf, win, {4.4: [said], 4.9: [short]}, until=6.5)}
+    assert w[4.5].text.late == (said,) and w[5.0].text.segments == (short,) and w[5.0].text.fresh == (short,)
+    assert w[5.5].text.segments == ()  # "yes" (2.9-3.0 s) was only in [3, 5): the window cut when it arrived
+    merged = carry_dropped(carry_dropped(w[4.5], w[5.0]), w[5.5])  # 4.5 and 5.0 skipped, 5.5 analysed
+    assert merged.text.segments == (said, short) and merged.text.late == (said, short)
+    assert merged.text.health.present and merged.text.health.received == 2 and merged.text.text.endswith("yes")
+    assert (merged.index, merged.t0, merged.t1) == (w[5.5].index, 3.5, 5.5) and merged.audio is w[5.5].audio
+    assert carry_dropped(w[5.0], w[5.5]).text.late == (short,)  # 4.5 was analysed: "said" is not carried again
+    assert carry_dropped(w[4.0], w[4.5]) is w[4.5]  # nothing fresh to hand on
+    happy = text(0.2, 1.4, "I am happy")  # on time: in [0, 2), [0.5, 2.5) and [1, 3)
+    on_time = session(4.0, extra=[happy])
+    chain = carry_dropped(carry_dropped(on_time[2.0], on_time[2.5]), on_time[3.0])  # three skipped in a row
+    assert chain.text.segments == (happy,) and chain.text.late == () and chain.text.fresh == (happy,)
+    assert carry_dropped(chain, on_time[3.5]).text.late == (happy,)  # and the fourth: it rides on, once
+    assert carry_dropped(on_time[2.5], on_time[3.0]) is on_time[3.0]  # [0, 2) was analysed: nothing to carry

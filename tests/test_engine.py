@@ -56,6 +56,60 @@ def test_mailbox_block_waits_for_the_consumer():
     assert box.get(1.0) == 1 and done.wait(1.0) and box.get(1.0) == 2 and box.dropped == 0
 
 
+def test_mailbox_merge_decides_what_replaces_an_untaken_item():
+    box = Mailbox("latest", merge=lambda old, new: old + new)
+    for i in (1, 2, 3):
+        box.put(i)
+    assert box.get(0.1) == 6 and box.dropped == 2
+    box.put(4)
+    assert box.get(0.1) == 4  # nothing was replaced: no merge
+
+
+def test_a_window_skipped_live_hands_its_late_transcript_line_to_the_next():
+    """A late ASR line is in one window only; when the latest-wins hand-off skips that window, the engine's
+    pipeline moves the line into the window that replaced it (deterministic: the stage is held on an event)."""
+    from streams.buffer import TimeAlignedBuffer, Windower
+    from streams.packets import SourceState, TextSegment
+    from streams.windows import carry_dropped
+    from tests.helpers import audio_packets, status
+
+    buf = TimeAlignedBuffer()
+    for m in (Modality.AUDIO, Modality.TEXT):
+        buf.push(status(m, SourceState.RUNNING, 0.0))
+    windower = Windower(buf, WindowConfig())
+    said = TextSegment(1.0, 1.6, "good morning everybody", "asr", 0.9)
+    for p in audio_packets(0.0, 4.05):
+        buf.push(p)
+    first = windower.due(4.05)  # [0, 2) ... [2, 4)
+    buf.push(said)  # ASR hands the line over now: it ends before every window still to come
+    for p in audio_packets(4.05, 5.05):
+        buf.push(p)
+    w45, w50 = windower.due(5.05)
+    assert w45.text.late == (said,) and w50.text.segments == ()
+
+    gate, taken, seen = threading.Event(), threading.Event(), []
+
+    def perception(w):
+        seen.append(w)
+        taken.set()
+        gate.wait(5.0)
+        return w
+
+    p = Pipeline([("perception", perception)], lambda v, lat: None, policy="latest", merge_dropped=carry_dropped)
+    p.start()
+    try:
+        p.submit(first[-1])
+        assert taken.wait(5.0)  # the stage is busy with [2, 4): the next two meet in the mailbox
+        p.submit(w45)
+        p.submit(w50)  # replaces [2.5, 4.5), which nobody took
+        gate.set()
+        assert p.drain(5.0)
+    finally:
+        p.stop()
+    assert [w.t1 for w in seen] == [4.0, 5.0] and p.dropped() == {"perception": 1}
+    assert seen[1].text.segments == (said,) and seen[1].text.late == (said,) and seen[1].text.health.present
+
+
 def test_pipeline_survives_a_failing_stage():
     out = []
 

@@ -149,6 +149,15 @@ def test_transcript_context_uses_predecessors_and_encodes_each_line_once(fronten
     assert len(ctx) == 1
 
 
+def test_a_late_line_counts_like_an_on_time_one(head, frontend):
+    """A transcript line delivered late (ASR: seconds after the speech) sits in a window it does not overlap; it
+    must weigh in by its own length, not vanish next to an on-time line (it is in no other window)."""
+    late, now = TextSegment(1.0, 3.0, "I'm so happy, I got the job!"), TextSegment(5.0, 7.0, "My dog died.")
+    mixed = TranscriptContext(head, frontend).window_outputs([late, now], 5.0, 7.0)[1]
+    alone = [TranscriptContext(head, frontend).window_outputs([s], s.t0, s.t1)[1] for s in (late, now)]
+    assert torch.allclose(mixed, (alone[0] + alone[1]) / 2, atol=1e-3)  # equal lengths: equal say
+
+
 def test_bad_lines_through_the_frontend_do_not_crash(frontend):
     h = _tiny()
     ctx = TranscriptContext(h, frontend)

@@ -139,7 +139,8 @@ class TranscriptContext:
     @torch.inference_mode()
     def window_outputs(self, segments: Sequence, t0: float, t1: float) -> tuple[Tensor, Tensor]:
         """``(embedding, probabilities)`` of a window: the mean over its lines (each read with its predecessors),
-        weighted by how much of the window each line covers. ``segments`` need ``t0``, ``t1`` and ``text``."""
+        weighted by how much of the window each line covers (a late line that does not overlap the window: by its
+        own length). ``segments`` need ``t0``, ``t1`` and ``text``."""
         if t0 < self._last_t0 - 1.0:  # the clock went back: a new session (replay restarted)
             self.clear()
         self._last_t0 = t0
@@ -158,7 +159,10 @@ class TranscriptContext:
             probs.append(out.probs)
             embs.append(out.emb)
             host.append(out.probs_host)
-            weights.append(max(min(key[1], t1) - max(key[0], t0), 0.0) + 1e-3)
+            overlap = min(key[1], t1) - max(key[0], t0)
+            # a line held by a window it does not overlap arrived late (streams: TextSlice.late): it counts with its
+            # own length, as it would have in the windows it was too late for
+            weights.append((overlap if overlap > 0 else max(key[1] - key[0], 0.0)) + 1e-3)
         wn = [v / sum(weights) for v in weights]
         self.last_probs = {e: round(sum(h[k] * v for h, v in zip(host, wn)), 4) for k, e in enumerate(EMOTIONS)}
         w = torch.tensor(wn, device=probs[0].device)

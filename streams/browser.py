@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from typing import Any
 
 import numpy as np
 
@@ -86,7 +87,7 @@ class BrowserMicrophone(_PushSource):
     def __init__(self, clock: Clock, sink: Sink | None = None, name: str = "browser microphone",
                  max_lag_s: float = 1.0) -> None:
         super().__init__(name, clock, sink)
-        self._resampler = None
+        self._resampler: Any = None  # soxr.ResampleStream, made when the first chunk's rate is known
         self._rate: int | None = None
         self.max_lag_s = max_lag_s
         self._next_t: float | None = None

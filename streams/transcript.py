@@ -75,6 +75,8 @@ def clean_text(text: str, limit: int = MAX_CHARS, markup: bool = True, where: st
 
 def _seconds(groups: tuple[str | None, ...]) -> float:
     h, m, s, frac = groups
+    if m is None or s is None:
+        raise ValueError("minutes or seconds missing")
     if int(m) >= 60 or int(s) >= 60:
         raise ValueError("minutes/seconds out of range")
     return int(h or 0) * 3600 + int(m) * 60 + int(s) + (int(frac.ljust(3, "0")) / 1000 if frac else 0.0)
@@ -126,7 +128,7 @@ def parse_cues(text: str, source: str, name: str = "") -> ParsedTranscript:
         timing = next((i for i, ln in enumerate(lines[:3]) if "-->" in ln), None)
         m = _CUE.match(lines[timing]) if timing is not None else None
         try:
-            if m is None:
+            if m is None or timing is None:
                 raise ValueError("no 'start --> end' line")
             t0, t1 = check_times(_seconds(m.groups()[:4]), _seconds(m.groups()[4:]))
         except ValueError as exc:
@@ -324,7 +326,7 @@ class TranscriptSource(ThreadedSource):
                 return
             if self._stopping.is_set():
                 return
-            complete = line.endswith(b"\n" if isinstance(line, bytes) else "\n")
+            complete = line.endswith(b"\n") if isinstance(line, bytes) else line.endswith("\n")
             if not discarding:
                 self._line(line, "stdin")
             discarding = not complete  # the rest of an over-long line was already represented, truncated
@@ -362,7 +364,7 @@ class TranscriptSource(ThreadedSource):
             return
         f.seek(0, os.SEEK_END)
         self._set_status(SourceState.RUNNING)
-        files = [f]  # the file currently tailed (replaced on rotation), closed whatever happens
+        files: list[IO[bytes]] = [f]  # the file currently tailed (replaced on rotation), closed whatever happens
         try:
             self._tail(files, path)
         finally:

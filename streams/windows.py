@@ -151,8 +151,10 @@ class Window:
         return out
 
 
-def _holds(lines: tuple[TextSegment, ...], line: TextSegment) -> bool:
-    return any(x is line for x in lines)  # identity: two lines may carry the same words and times
+MAX_CARRIED_LINES = 4
+"""At most this many lines of skipped windows ride on, the newest: a consumer that falls far behind skips text as
+latest-wins skips frames, so the work of the window it finally takes stays bounded (measured: without the cap, a
+soak replay at 60x carried hundreds of lines into each analysed window and the text stage took seconds)."""
 
 
 def carry_dropped(dropped: Window, newer: Window) -> Window:
@@ -164,17 +166,24 @@ def carry_dropped(dropped: Window, newer: Window) -> Window:
     may be in ``dropped`` and in no later window. So every line of ``dropped.text.fresh`` that ``newer`` does not
     hold joins ``newer`` as late (it ends before ``newer.t0``), and stays fresh there, so a chain of skipped
     windows hands it on to the window that is finally analysed: once, never twice (lines an analysed window held
-    are not fresh). Only the text changes; ``newer``'s index, span, frames and audio are kept."""
+    are not fresh). At most :data:`MAX_CARRIED_LINES` ride on (the newest). Only the text changes; ``newer``'s
+    index, span, frames and audio are kept."""
     old, new = dropped.text, newer.text
-    carried = tuple(x for x in old.fresh if not _holds(new.segments, x))
-    fresh = new.fresh + tuple(x for x in old.fresh if not _holds(new.fresh, x))
+    held = {id(x) for x in new.segments}  # identity: two lines may carry the same words and times
+    carried = [x for x in old.fresh if id(x) not in held]
+    if len(carried) > MAX_CARRIED_LINES:
+        carried = sorted(carried, key=lambda x: x.t1)[-MAX_CARRIED_LINES:]
+    new_fresh = {id(x) for x in new.fresh}
+    kept = [x for x in old.fresh if id(x) in held] + carried  # still fresh: no analysed window held them
+    fresh = new.fresh + tuple(x for x in kept if id(x) not in new_fresh)
     if not carried and len(fresh) == len(new.fresh):
         return newer
-    segments = tuple(sorted(new.segments + carried, key=lambda x: x.t0))
+    carried_t = tuple(carried)
+    segments = tuple(sorted(new.segments + carried_t, key=lambda x: x.t0))
     health = new.health
-    if not health.present and any(x.text.strip() for x in carried):
+    if not health.present and any(x.text.strip() for x in carried_t):
         health = replace(health, present=True, reason="")
     health = replace(health, received=len(segments))
-    text = TextSlice(segments, health, tuple(sorted(new.late + carried, key=lambda x: x.t0)),
+    text = TextSlice(segments, health, tuple(sorted(new.late + carried_t, key=lambda x: x.t0)),
                      tuple(sorted(fresh, key=lambda x: x.t0)))
     return replace(newer, text=text)

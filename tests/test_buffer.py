@@ -394,3 +394,23 @@ def test_a_skipped_window_hands_its_lines_on_to_the_next_analysed_one():
     assert chain.text.segments == (happy,) and chain.text.late == () and chain.text.fresh == (happy,)
     assert carry_dropped(chain, on_time[3.5]).text.late == (happy,)  # and the fourth: it rides on, once
     assert carry_dropped(on_time[2.5], on_time[3.0]) is on_time[3.0]  # [0, 2) was analysed: nothing to carry
+
+
+def test_a_long_chain_of_skipped_windows_carries_only_the_newest_lines():
+    """A consumer far behind (latest-wins skipping for minutes) must not be handed every line it skipped: the
+    window it finally takes holds at most MAX_CARRIED_LINES carried lines, the newest, and what rides on along
+    the chain stays bounded (it is merged under the mailbox lock, once per window)."""
+    from streams.windows import MAX_CARRIED_LINES
+
+    lines = [text(4.0 * k + 0.2, 4.0 * k + 1.0, f"line {k}") for k in range(150)]  # each in a few windows only
+    w = session(600.0, extra=lines)
+    ends = sorted(w)
+    merged, biggest = w[ends[0]], 0
+    for t1 in ends[1:]:  # every window skipped until the last
+        merged = carry_dropped(merged, w[t1])
+        biggest = max(biggest, len(merged.text.fresh))
+    assert len(merged.text.late) <= MAX_CARRIED_LINES
+    assert biggest <= MAX_CARRIED_LINES + 4  # what rides on stays bounded all along (a few lines overlap a window)
+    held = {x.text for x in merged.text.segments}
+    assert held >= {f"line {k}" for k in range(150 - MAX_CARRIED_LINES + 1, 150) if 4.0 * k + 1.0 < merged.t0}
+    assert "line 0" not in held

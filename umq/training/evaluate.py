@@ -165,7 +165,9 @@ def main(argv: list[str] | None = None) -> int:
         from umq.training.voice.evaluate import main as voice_main
 
         return voice_main(argv)
-    ap = argparse.ArgumentParser(prog="python -m umq.evaluate", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m umq.evaluate", description=__doc__.split("\n")[0],
+                                 epilog="voice across corpora and through the app: voice-multi, voice-adapt, "
+                                        "app-voice (python -m umq.evaluate voice-multi --help)")
     sub = ap.add_subparsers(dest="command", required=True)
     helps = {"face": ("FILE.npz", "face crops: `images` uint8 [N,48,48], `labels`, `classes` (FER2013 layout)"),
              "audio": ("DIR", "a folder with labels.csv (clip_id, emotion, audio[, actor]); audio paths relative "

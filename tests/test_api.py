@@ -40,6 +40,7 @@ def _keep() -> dict:
     return {k: v for k, v in os.environ.items() if k in ("HOME", "PATH", "PYTHONPATH", "LANG", "UMQ_DATA")}
 
 
+@pytest.mark.slow  # > 5 s on 2 cores (fast tier: pytest -m 'not slow')
 def test_iter_results_streams_typed_results_from_a_file_and_stops_when_closed(tmp_path, torch_one_thread):
     import umq_live
     from streams.files import write_test_video

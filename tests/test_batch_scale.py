@@ -84,6 +84,7 @@ def test_ray_on_a_local_two_cpu_instance_writes_what_one_process_writes(inputs, 
     _same(_tables(tmp_path, inputs), reference)
 
 
+@pytest.mark.slow  # > 5 s on 2 cores (fast tier: pytest -m 'not slow')
 def test_a_port_that_is_not_a_ray_head_fails_within_the_timeout(inputs, tmp_path, capsys):
     """``ray.init`` retries such a port for minutes; the join happens in a child process that is killed."""
     import socket

@@ -47,6 +47,7 @@ def _lines(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+@pytest.mark.slow  # > 5 s on 2 cores (fast tier: pytest -m 'not slow')
 def test_record_then_replay_gives_the_live_windows(tmp_path):
     session, out = tmp_path / "s", tmp_path / "w.jsonl"
     rec = _run("record", "--source", "synthetic", "--seconds", "5", "--out", str(session))
@@ -136,6 +137,7 @@ def test_replay_of_an_mp4_via_the_cli(tmp_path, capsys):
     assert "replayed" in capsys.readouterr().out
 
 
+@pytest.mark.slow  # > 5 s on 2 cores (fast tier: pytest -m 'not slow')
 def test_cli_errors(tmp_path, capsys):
     assert main(["replay", str(tmp_path / "missing.mp4"), "--headless"]) == 1
     assert "missing.mp4" in capsys.readouterr().err

@@ -51,6 +51,7 @@ def test_uploads_are_checked_for_type_and_size(ctl, tmp_path):
     assert kept.parent == ctl.upload_dir and kept.read_bytes() == data
 
 
+@pytest.mark.slow  # > 5 s on 2 cores (fast tier: pytest -m 'not slow')
 def test_demo_replay_produces_state_history_frames_and_exports(ctl):
     ctl.start_demo("test")
     assert wait_for(lambda: len(ctl.state().history) >= 4, timeout=90)
@@ -145,6 +146,7 @@ def test_synthetic_live_session_records_and_takes_typed_lines(ctl):
     assert reader.meta["counts"]["frames"] > 10
 
 
+@pytest.mark.slow  # > 5 s on 2 cores (fast tier: pytest -m 'not slow')
 def test_asr_turns_browser_microphone_speech_into_transcript_lines(ctl):
     """``--asr``: microphone audio -> streaming Whisper tiny.en -> transcript stream -> the text modality."""
     import shutil

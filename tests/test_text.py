@@ -267,6 +267,7 @@ def test_evaluate_text_file_counts_and_skips(tmp_path, head, frontend):
 
 
 @pytest.mark.data
+@pytest.mark.slow  # > 5 s on 2 cores (fast tier: pytest -m 'not slow')
 def test_meld_dev_well_above_majority(head, frontend):
     folder = text_dir()
     if folder is None or not (folder / "meld_dev_sent_emo.csv").is_file():

@@ -98,8 +98,6 @@ def discover(paths: list[str | os.PathLike], exclude: list[str | os.PathLike] = 
                 found.append((p, "session"))
             else:
                 _walk(p, found, ignored, skip)
-        elif p.suffix.lower() in MEDIA_SUFFIXES:
-            found.append((p, "file"))
         else:
             # a file named explicitly is analysed whatever its suffix: the user asked for it, the decoder decides
             found.append((p, "file"))

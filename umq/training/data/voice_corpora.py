@@ -50,36 +50,37 @@ def class_mask(corpus: str) -> list[bool]:
     return [name in keep for name in VOICE_LABELS]
 
 
+def _label_rows(path: Path, what: str) -> list[dict[str, str]]:
+    """The rows of a corpus' ``labels.csv``; a missing file names itself and what to pass."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} labels not found: {path} (give the shared data folder with --data)")
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
 def load_ravdess(root: Path, actors: set[int] | None = None) -> list[VoiceClip]:
     path = Path(root) / "ravdess" / "labels.csv"
-    if not path.is_file():
-        raise FileNotFoundError(f"RAVDESS labels not found: {path} (give the shared data folder with --data)")
     out = []
-    with open(path, newline="") as f:
-        for r in csv.DictReader(f):
-            a = int(r["actor"])
-            if actors is not None and a not in actors:
-                continue
-            name = RAVDESS_CODE_NAMES[int(r["emotion_code"])]
-            out.append(VoiceClip("ravdess", f"ravdess-{a:02d}", VOICE_LABELS.index(name),
-                                 path.parent / r["audio"], a))
+    for r in _label_rows(path, "RAVDESS"):
+        a = int(r["actor"])
+        if actors is not None and a not in actors:
+            continue
+        name = RAVDESS_CODE_NAMES[int(r["emotion_code"])]
+        out.append(VoiceClip("ravdess", f"ravdess-{a:02d}", VOICE_LABELS.index(name), path.parent / r["audio"], a))
     return out
 
 
 def load_extra(root: Path, corpora: tuple[str, ...] = ("urdu", "turev")) -> list[VoiceClip]:
     path = Path(root) / "voice_extra" / "labels.csv"
-    if not path.is_file():
-        raise FileNotFoundError(f"voice_extra labels not found: {path} (give the shared data folder with --data)")
     out = []
-    with open(path, newline="") as f:
-        for r in csv.DictReader(f):
-            c = r["corpus"]
-            if c not in corpora:
-                continue
-            name = r["emotion"].strip().lower()
-            if name not in CORPUS_CLASSES[c]:
-                raise ValueError(f"{path}: emotion {name!r} is not one of {c}'s classes {CORPUS_CLASSES[c]}")
-            out.append(VoiceClip(c, r["speaker"], VOICE_LABELS.index(name), path.parent / r["audio"]))
+    for r in _label_rows(path, "voice_extra"):
+        c = r["corpus"]
+        if c not in corpora:
+            continue
+        name = r["emotion"].strip().lower()
+        if name not in CORPUS_CLASSES[c]:
+            raise ValueError(f"{path}: emotion {name!r} is not one of {c}'s classes {CORPUS_CLASSES[c]}")
+        out.append(VoiceClip(c, r["speaker"], VOICE_LABELS.index(name), path.parent / r["audio"]))
     return out
 
 

@@ -35,6 +35,7 @@ from umq.perception.face.net import (
     save_face_net,
     to_app_index,
 )
+from umq.training.data.ferplus import load_ferplus, match_images
 from umq.training.face.evaluate import evaluate_face_npz
 
 
@@ -42,6 +43,29 @@ def load_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
     with np.load(path, allow_pickle=False) as d:
         y = to_app_index([str(c) for c in d["classes"]])[d["labels"].astype(np.int64)]
         return d["images"].astype(np.uint8), y
+
+
+def ferplus_targets(ferplus_dir: Path, fer_x: np.ndarray, fer_y: np.ndarray, weight: float
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """FER+ train images with soft targets ``weight * votes + (1 - weight) * FER2013 label`` (both as
+    distributions over the app labels) and a hard label (the argmax) for the running accuracy.
+
+    Where an image has no Ekman vote (all contempt/unknown/not-a-face) the FER2013 label alone is the target; where
+    it has no FER2013 twin the votes alone are."""
+    fp = load_ferplus(ferplus_dir / "train.npz")
+    twin = match_images(fp.images, fer_x)
+    n_votes = fp.votes.sum(1, keepdims=True)
+    votes = np.divide(fp.votes, n_votes, out=np.zeros_like(fp.votes), where=n_votes > 0)
+    onehot = np.zeros_like(votes)
+    has_twin = twin >= 0
+    onehot[np.flatnonzero(has_twin), fer_y[twin[has_twin]]] = 1.0
+    w_votes = np.where(n_votes[:, 0] > 0, np.where(has_twin, weight, 1.0), 0.0)[:, None].astype(np.float32)
+    target = w_votes * votes + (1.0 - w_votes) * onehot
+    keep = target.sum(1) > 0.5
+    print(f"FER+ train {len(keep)}: {int(has_twin.sum())} matched to a FER2013 image, {int((~keep).sum())} with no "
+          f"usable label dropped; vote weight {weight}", flush=True)
+    target = target[keep] / target[keep].sum(1, keepdims=True)
+    return fp.images[keep], target.astype(np.float32), target.argmax(1)
 
 
 def stratified_holdout(y: np.ndarray, frac: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -143,6 +167,10 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default=os.environ.get("UMQ_DATA", "../shared/data") + "/fer2013",
                     help="folder with train.npz and public_test.npz")
+    ap.add_argument("--ferplus", help="folder with the FER+ train.npz/valid.npz: train on the FER+ pixels with "
+                                      "the votes mixed into the FER2013 labels (--vote-weight), score FER+ valid")
+    ap.add_argument("--vote-weight", type=float, default=0.7,
+                    help="weight of the FER+ vote distribution in the target (the rest is the FER2013 label)")
     ap.add_argument("--init", help="checkpoint to start from (port_fer output); default: random init")
     ap.add_argument("--out", default="assets/face/face_net.pt")
     ap.add_argument("--run-dir", default="~/.cache/umq/face_runs/latest", help="per-epoch checkpoints + log")
@@ -175,8 +203,12 @@ def main(argv=None) -> int:
     t_start = time.time()
 
     X, Y = load_npz(data / "train.npz")
+    T = None  # soft targets [N, 7] when training on the FER+ votes
+    if args.ferplus:
+        X, T, Y = ferplus_targets(Path(args.ferplus).expanduser(), X, Y, args.vote_weight)
     tr_idx, ho_idx = stratified_holdout(Y, args.holdout, args.seed)
     Xtr, Ytr = X[tr_idx], Y[tr_idx]
+    Ttr = T[tr_idx] if T is not None else None
     use_holdout = len(ho_idx) > 0
     x_ho = preprocess_batch(X[ho_idx]) if use_holdout else None  # exactly the inference preprocessing
     y_ho = Y[ho_idx]
@@ -246,7 +278,11 @@ def main(argv=None) -> int:
                 logits, _ = net.tail(h, nf)
             else:
                 logits, _ = net(xb)
-            loss = F.cross_entropy(logits, yb, label_smoothing=args.label_smoothing)
+            if Ttr is not None:
+                tb = torch.from_numpy(Ttr[idx]) * (1 - args.label_smoothing) + args.label_smoothing / logits.shape[1]
+                loss = -(tb * logits.log_softmax(-1)).sum(-1).mean()
+            else:
+                loss = F.cross_entropy(logits, yb, label_smoothing=args.label_smoothing)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -289,8 +325,10 @@ def main(argv=None) -> int:
 def finalize(args, run_dir: Path, data: Path, best: dict, history: list, x_ho, y_ho, t_start: float) -> int:
     final = load_face_net(run_dir / "best.pt")
     pt = data / "public_test.npz"
+    source = (f"FER+ train.npz pixels, target {args.vote_weight} x FER+ votes + {1 - args.vote_weight:.2g} x FER2013 "
+              "label" if args.ferplus else "FER2013 train.npz")
     metrics = {
-        "train_data": f"FER2013 train.npz minus a stratified {args.holdout:.0%} holdout (seed {args.seed})",
+        "train_data": f"{source} minus a stratified {args.holdout:.0%} holdout (seed {args.seed})",
         "selected": best, "args": {k: v for k, v in vars(args).items()}, "history": history,
     }
     if x_ho is not None:
@@ -302,6 +340,13 @@ def finalize(args, run_dir: Path, data: Path, best: dict, history: list, x_ho, y
         metrics["public_test"] = {"plain": plain, "flip_tta": flip}
         print(f"public_test accuracy plain {plain['accuracy']:.4f}  flip-TTA {flip['accuracy']:.4f}  "
               f"macro-F1 (flip) {flip['macro_f1']:.4f}", flush=True)
+    if args.ferplus and (Path(args.ferplus).expanduser() / "valid.npz").is_file():
+        fv = Path(args.ferplus).expanduser() / "valid.npz"
+        plain = evaluate_face_npz(fv, final, tta_flip=False)
+        flip = evaluate_face_npz(fv, final, tta_flip=True)
+        metrics["ferplus_valid"] = {"plain": plain, "flip_tta": flip}
+        print(f"FER+ valid majority accuracy plain {plain['accuracy']:.4f}  flip-TTA {flip['accuracy']:.4f}",
+              flush=True)
     metrics["wall_time_s"] = time.time() - t_start
     out = Path(args.out)
     save_face_net(final, out, metrics={k: v for k, v in metrics.items() if k != "history"})

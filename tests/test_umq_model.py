@@ -151,6 +151,23 @@ def test_unimodal_expert_uses_only_usable_modalities():
     assert off(batch.inputs, present).routing.shape == (6, 3)
 
 
+def test_residual_fusion_starts_at_quality_weighted_late_fusion():
+    """Untrained, the residual form's output is exactly the quality-weighted mean of the unimodal logits; a
+    modality whose quality is 0 (here: flagged missing) has no say in it."""
+    model = UMQ(make_cfg(fusion_residual=True)).eval()
+    batch = make_batch()
+    present = batch.present.clone()
+    present[:, 2] = False
+    out = model(batch.inputs, present)
+    w = out.q / out.q.sum(1, keepdim=True)
+    expected = sum(w[:, i:i + 1] * out.unimodal_logits[m] for i, m in enumerate(NAMES))
+    assert torch.allclose(out.logits, expected, atol=1e-5)
+    assert torch.all(out.q[:, 2] == 0)
+    assert out.routing.shape == (6, 3)  # the experts only: late fusion is not a routed expert here
+    with pytest.raises(ValueError, match="fusion_residual"):
+        make_cfg(fusion_residual=True, unimodal_expert=True).validate()
+
+
 @pytest.mark.parametrize("name,dims", [("ravdess_umq", {"audio": 301, "video": 35}),
                                        ("mmsa_umq", {"text": 768, "audio": 5, "video": 20})])
 def test_shipped_configs_build(name, dims):

@@ -82,6 +82,9 @@ class UMQConfig:
     expert_hidden: int = 128
     top_k: int = 0  # 0 = soft gating over all experts
     unimodal_expert: bool = False  # extra expert = quality-weighted mean of unimodal logits (see moe.py)
+    # fused logits = quality-weighted mean of the unimodal logits + the routed experts' correction (zero at init):
+    # the mixture starts as quality-weighted late fusion and learns only what it adds to it
+    fusion_residual: bool = False
     router_temp: float = 1.0
     loss: LossConfig = field(default_factory=LossConfig)
 
@@ -134,5 +137,7 @@ class UMQConfig:
             raise ValueError(f"model.loss.rank_space must be 'logit' or 'prob', got {self.loss.rank_space!r}")
         if not 0 < self.loss.anchor_high < 1:
             raise ValueError(f"model.loss.anchor_high must be in (0, 1), got {self.loss.anchor_high}")
+        if self.fusion_residual and (self.fusion != "moe" or self.unimodal_expert):
+            raise ValueError("fusion_residual needs fusion='moe' and replaces unimodal_expert (set it False)")
         if not 0 <= self.top_k <= self.experts + int(self.unimodal_expert):
             raise ValueError(f"top_k must be in [0, experts], got {self.top_k}")

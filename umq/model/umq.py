@@ -50,6 +50,9 @@ class UMQ(nn.Module):
             self.concat = nn.Sequential(nn.Dropout(cfg.dropout), nn.Linear(M * cfg.d + M, cfg.expert_hidden),
                                         nn.GELU(), nn.Dropout(cfg.dropout), nn.Linear(cfg.expert_hidden, cfg.d))
         self.head = nn.Linear(cfg.d, self.out_dim) if cfg.fusion != "late" else None
+        if cfg.fusion_residual and self.head is not None:  # start exactly at quality-weighted late fusion
+            nn.init.zeros_(self.head.weight)
+            nn.init.zeros_(self.head.bias)
 
     # -- pieces reused by the training losses -------------------------------------------------------------
     def encode(self, name: str, x: ModalityInput) -> Tensor:
@@ -98,10 +101,10 @@ class UMQ(nn.Module):
                 fused, routing, a = self.moe(z, q_blend, pooled, train_aux)
                 aux.update(a)
                 fused_out = self.head(fused)
-                if cfg.unimodal_expert:
+                if cfg.unimodal_expert or cfg.fusion_residual:
                     w = q_blend / q_blend.sum(1, keepdim=True).clamp_min(1e-6)
                     uni_mix = sum(w[:, i:i + 1] * uni[m] for i, m in enumerate(self.names))
-                    fused_out = fused_out + routing[:, -1:] * uni_mix
+                    fused_out = fused_out + (uni_mix if cfg.fusion_residual else routing[:, -1:] * uni_mix)
             else:
                 fused_out = self.head(self.concat(torch.cat([z, pf], -1)))
         logits = probs = reg = None

@@ -31,7 +31,7 @@ from umq.model import UMQ, UMQConfig, compute_losses, variant_config
 from umq.model.config import ModalitySpec
 from umq.model.norm import NormStats
 from umq.runtime.analyzer import ASSETS
-from umq.runtime.features import DIMS, FEATURE_RECIPE, MODALITIES
+from umq.runtime.features import DIMS, FEATURE_RECIPE, MODALITIES, encoder_weights_digest
 from umq.training.data import default_data_root
 from umq.training.runtime.evaluation import (
     degraded_vs_removed,
@@ -64,12 +64,13 @@ TRAINABLE = (*VARIANTS, "umq_no_enhancer")
 Caches = dict  # modality -> ModalityCache
 
 
-# Items per split. Sized so the six caches build in about an hour on the shared 2-core machine (the voice
-# front-end runs silero-vad and pitch tracking per corrupted version, MiniLM reads every corrupted text).
-TRAIN_SIZES = {"video": 150, "audio": 4, "text": 50}  # per class (face, text) / clips per actor (voice)
-VAL_SIZES = {"video": 60, "audio": 24, "text": 30}
+# Items per split: per class (face, text; all of a smaller class) / clips per actor (voice, None = all 60).
+# On an idle 2-core machine the six caches build in about 20 min (the voice front-end runs silero-vad and pitch
+# tracking per corrupted version, ~20 ms a window; MiniLM reads every corrupted text; the face net is ~1 ms).
+TRAIN_SIZES: dict[str, int | None] = {"video": 600, "audio": None, "text": 200}
+VAL_SIZES: dict[str, int | None] = {"video": 100, "audio": None, "text": 60}
 TRAIN_ACTORS, VAL_ACTORS = list(range(1, 17)), list(range(17, 21))
-VOICE_TRAIN_DRAWS = (0, 1)
+VOICE_TRAIN_DRAWS = (0,)  # with every clip of every actor one draw holds them all
 
 
 def concat(parts: list[ModalityCache]) -> ModalityCache:
@@ -113,13 +114,22 @@ def fit_norm(c: Caches) -> NormStats:
     return NormStats(mean, std, [])
 
 
-def model_config(variant: str) -> UMQConfig:
-    """The runtime architecture. Every variant gets the unimodal expert (a quality-weighted mean of the unimodal
-    heads; for the quality-unaware variants q is the present flag, i.e. plain late fusion), so the variants
-    differ only in what they know about quality. UMQ alone is trained with the usefulness target and the
-    degraded >= removed hinge (:mod:`umq.model.losses`): they need the quality estimate."""
+FUSION_FORMS = ("residual", "expert")
+
+
+def model_config(variant: str, form: str = "residual") -> UMQConfig:
+    """The runtime architecture. Every mixture variant fuses on top of the quality-weighted mean of the unimodal
+    heads (for the quality-unaware variants q is the present flag, i.e. plain late fusion), so the variants
+    differ only in what they know about quality. ``form``: ``residual`` (shipped) adds the routed experts'
+    correction to that mean; ``expert`` (the earlier form) routes to it as one more expert. UMQ alone is trained
+    with the usefulness target and the degraded >= removed hinge (:mod:`umq.model.losses`): they need the quality
+    estimate."""
+    if form not in FUSION_FORMS:
+        raise ValueError(f"fusion form must be one of {FUSION_FORMS}, got {form!r}")
+    residual = form == "residual" and variant != "late_fusion"
     base = UMQConfig(modalities=[ModalitySpec(m, DIMS[m]) for m in MODALITIES], d=64, dropout=0.2,
-                     input_dropout=0.1, experts=4, expert_hidden=128, unimodal_expert=True)
+                     input_dropout=0.1, experts=4, expert_hidden=128, unimodal_expert=not residual,
+                     fusion_residual=residual)
     cfg = variant_config(base, variant)
     if cfg.use_estimator:
         cfg.loss.w_q_target = 1.0
@@ -127,11 +137,12 @@ def model_config(variant: str) -> UMQConfig:
     return cfg
 
 
-def train_variant(variant: str, s: TripleSampler, steps: int, B: int, seed: int, progress: bool) -> UMQ:
+def train_variant(variant: str, s: TripleSampler, steps: int, B: int, seed: int, progress: bool,
+                  form: str = "residual") -> UMQ:
     from tqdm import tqdm
 
     torch.manual_seed(seed)
-    model = UMQ(model_config(variant)).to(s.dev)
+    model = UMQ(model_config(variant, form)).to(s.dev)
     opt = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=1e-2)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=2e-3, total_steps=steps, pct_start=0.1)
     g = torch.Generator(device=s.dev).manual_seed(seed)
@@ -182,7 +193,7 @@ def merge_metrics(parts: list[dict]) -> dict:
 def _train_and_score(variant: str, seed: int, args, s_train: TripleSampler, s_val: TripleSampler,
                      trip: dict) -> tuple[UMQ, dict]:
     t1 = time.time()
-    model = train_variant(variant, s_train, args.steps, args.batch_size, seed, not args.quiet)
+    model = train_variant(variant, s_train, args.steps, args.batch_size, seed, not args.quiet, args.fusion_form)
     conds = evaluate_model(model, s_val, trip)
     res = {"train_seconds": round(time.time() - t1, 1), "conditions": conds, "summary": summary(conds),
            "degraded_vs_removed": degraded_vs_removed(model, s_val, trip)}
@@ -203,6 +214,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=TRAINABLE)
     ap.add_argument("--merge", nargs="+", default=None, metavar="METRICS",
                     help="only merge the metrics.json of runs made with other --seeds/--variants into --out")
+    ap.add_argument("--fusion-form", choices=FUSION_FORMS, default="residual",
+                    help="residual (shipped): experts add a correction to quality-weighted late fusion; expert: late "
+                         "fusion is one routed expert (the earlier form, for the comparison in docs/results.md)")
     ap.add_argument("--device", default=None)
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args(argv)
@@ -231,6 +245,7 @@ def main(argv: list[str] | None = None) -> int:
                      "n_val_items": {m: len(val_c[m].y) for m in MODALITIES},
                      "val_triples": {"n": len(trip["y"]), "drawn_from": "report half of the validation caches"},
                      "steps": args.steps, "batch_size": args.batch_size, "seeds": args.seeds,
+                     "fusion_form": args.fusion_form,
                      "cache_seconds": round(t_cache, 1), "encoders": encoder_reference(val_c, trip), "models": {}}
     for variant in args.variants:
         runs = []
@@ -240,7 +255,8 @@ def main(argv: list[str] | None = None) -> int:
             if k == 0 and variant in VARIANTS:
                 data = {"kind": "runtime", "feature_recipe": FEATURE_RECIPE, "modalities": list(MODALITIES),
                         "versions": {m: version_names(m) for m in MODALITIES}, "licence": LICENCE,
-                        "encoders": {m: encoder_digest(m) for m in MODALITIES}}
+                        "encoders": {m: encoder_digest(m) for m in MODALITIES},
+                        "encoder_weights": {m: encoder_weights_digest(m) for m in MODALITIES}}
                 save_checkpoint(out / f"{variant}.pt", kind=variant, model=model.cpu(), labels=list(EMOTIONS),
                                 norm=norm, data=data, metrics={"seed": seed, **res["summary"]})
         metrics["models"][variant] = _aggregate(runs, args.seeds)

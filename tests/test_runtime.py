@@ -76,6 +76,33 @@ def test_shipped_checkpoints_load_and_bad_ones_are_named(tmp_path):
         load_runtime_model(bad)
 
 
+def test_other_encoder_weights_warn_but_a_front_end_refactor_only_notes(tmp_path, caplog):
+    """A runtime checkpoint records the encoder weights it was trained on: other weights mean other input
+    vectors (a warning naming the modality); a front-end code digest that differs is only noted (info)."""
+    import logging
+
+    import torch
+
+    from umq.runtime.features import encoder_weights_digest
+
+    ckpt = torch.load(ASSETS / "umq.pt", map_location="cpu", weights_only=True)
+    ckpt["data"]["encoder_weights"] = {m: encoder_weights_digest(m) for m in ("video", "audio", "text")}
+    ckpt["data"]["encoders"] = {**ckpt["data"]["encoders"], "text": "0" * 16}
+    path = tmp_path / "refactored.pt"
+    torch.save(ckpt, path)
+    with caplog.at_level(logging.INFO, logger="umq.runtime.analyzer"):
+        load_runtime_model(path)
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert any("text front-end code changed" in r.getMessage() for r in caplog.records)
+    caplog.clear()
+    ckpt["data"]["encoder_weights"]["video"] = "f" * 16
+    torch.save(ckpt, path)
+    with caplog.at_level(logging.INFO, logger="umq.runtime.analyzer"):
+        load_runtime_model(path)
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warned) == 1 and "other video encoder weights" in warned[0]
+
+
 def test_clean_window_gives_a_valid_result_with_every_modality_present(analyzer, clean_window):
     r = _analyse(analyzer, clean_window)
     assert set(r.quality) == {"video", "audio", "text"}

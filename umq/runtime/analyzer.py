@@ -36,6 +36,7 @@ from umq.runtime.features import (
     FEATURE_RECIPE,
     MODALITIES,
     encoder_digest,
+    encoder_weights_digest,
     face_vector,
     masked_mean,
     text_vector,
@@ -65,7 +66,7 @@ def load_runtime_model(path: str | Path, device: torch.device | str = "cpu"):
                               f"(it says kind={data.get('kind')!r}, feature_recipe={data.get('feature_recipe')!r}); "
                               f"retrain it with `python -m umq.training.runtime.train`")
     model, norm = model_from_checkpoint(ckpt, device)
-    _check_encoders(path, data.get("encoders"))
+    _check_encoders(path, data)
     dims = {s.name: s.dim for s in model.config.modalities}
     if dims != DIMS:
         raise CheckpointError(f"checkpoint {path} expects inputs {dims}, this code builds {DIMS}")
@@ -74,17 +75,22 @@ def load_runtime_model(path: str | Path, device: torch.device | str = "cpu"):
     return model, mean, std, ckpt
 
 
-def _check_encoders(path, trained_on: dict | None) -> None:
-    """Warn when the checkpoint was trained on vectors of other encoders than the ones installed: the model
-    still runs, but its inputs mean something else (retrain it, then refit the calibration)."""
-    if not trained_on:
-        return
-    stale = [m for m, digest in trained_on.items() if m in MODALITIES and encoder_digest(m) != digest]
+def _check_encoders(path, data: dict) -> None:
+    """Warn when the checkpoint was trained on vectors of other encoder weights than the installed ones: the
+    model still runs, but its inputs mean something else (retrain it, then refit the calibration). A change of
+    front-end code alone is only noted (most are refactors; one that changes the vectors bumps the recipe)."""
+    retrain = ("retrain with `python -m umq.training.runtime.train`, then `python -m umq.training.runtime.calibrate`")
+    weights = data.get("encoder_weights") or {}
+    stale = [m for m, d in weights.items() if m in MODALITIES and encoder_weights_digest(m) != d]
     if stale:
-        log.info("runtime checkpoint %s was trained on other %s encoder(s) or front-end code than the installed "
-                 "ones: retrain with `python -m umq.training.runtime.train`, then "
-                 "`python -m umq.training.runtime.calibrate`",
-                 path, "/".join(stale))
+        log.warning("runtime checkpoint %s was trained on other %s encoder weights than the installed ones: %s",
+                    path, "/".join(stale), retrain)
+    code = [m for m, d in (data.get("encoders") or {}).items()
+            if m in MODALITIES and m not in stale and encoder_digest(m) != d]
+    if code:
+        unsure = "" if weights else " (or the encoder weights: the file does not record them)"
+        log.info("runtime checkpoint %s: the %s front-end code changed since it was trained%s; if the input "
+                 "vectors changed, %s", path, "/".join(code), unsure, retrain)
 
 
 @dataclass

@@ -73,8 +73,19 @@ def _weights_path(modality: str) -> Path:
     return Path(DEFAULT_WEIGHTS)
 
 
+def encoder_weights_digest(modality: str) -> str:
+    """SHA-256 (16 hex) of the modality's encoder weight file and the feature recipe: what a runtime checkpoint
+    must match live (other weights mean other input vectors). Front-end *code* is left out on purpose: a
+    refactor must not flag a checkpoint, and a code change that does change the vectors bumps
+    :data:`FEATURE_RECIPE`."""
+    h = hashlib.sha256(f"recipe={FEATURE_RECIPE}".encode())
+    h.update(_weights_path(modality).read_bytes())
+    return h.hexdigest()[:16]
+
+
 def encoder_digest(modality: str) -> str:
-    """SHA-256 (16 hex) of the modality's encoder weight file, its front-end sources and the feature recipe."""
+    """SHA-256 (16 hex) of the modality's encoder weight file, its front-end sources and the feature recipe: the
+    training caches' key (conservative: any edit of a front-end source rebuilds them)."""
     h = hashlib.sha256(f"recipe={FEATURE_RECIPE}".encode())
     h.update(_weights_path(modality).read_bytes())
     for name in FRONT_END_SOURCES[modality]:

@@ -25,7 +25,7 @@ import torch
 
 from umq.runtime.analyzer import ASSETS, load_runtime_model
 from umq.runtime.calibration import QualityCalibration
-from umq.runtime.features import MODALITIES
+from umq.runtime.features import MODALITIES, encoder_weights_digest
 from umq.runtime.states import LOW_QUALITY
 from umq.training.data import default_data_root
 from umq.training.runtime.evaluation import halves
@@ -142,6 +142,7 @@ def calibrate(caches: dict[str, ModalityCache], checkpoint: Path,
             "fitted_on": "fit half of the validation caches (RAVDESS actors 17-18, even FER public_test and MELD dev "
                          "items), every version", "checkpoint": checkpoint.name,
             "encoders": {m: encoder_digest(m) for m in MODALITIES},
+            "encoder_weights": {m: encoder_weights_digest(m) for m in MODALITIES},
             "versions": {m: caches[m].versions for m in MODALITIES}}
     cal = QualityCalibration(knots, meta)
     for m in MODALITIES:

@@ -6,6 +6,7 @@
     python -m umq.evaluate audio --data DIR      [--out metrics.json]     # labels.csv: clip_id, emotion, audio
     python -m umq.evaluate text  --data FILE     [--out metrics.json]     # GoEmotions .tsv or MELD .csv
     python -m umq.evaluate app-text --data MELD.csv --work DIR [--limit N]  # subtitles through the app
+    python -m umq.evaluate app-triples --data DIR [--per-class 10]         # fusion through the app, 6 conditions
 
 In the protocol every checkpoint sees exactly the same corrupted inputs (corruptions are drawn on the CPU from a
 generator seeded by (seed, condition)), so differences between rows are paired comparisons. The encoder
@@ -185,6 +186,11 @@ def main(argv: list[str] | None = None) -> int:
 
     af = sub.add_parser("app-face", help="faces placed in video frames, replayed through the app, scored per face")
     face_appcheck.add_arguments(af)
+    from umq.training.runtime import appcheck as triples_appcheck
+
+    atr = sub.add_parser("app-triples", help="held-out face+voice+text triples of one emotion as one video, replayed "
+                                             "through the app under each condition (umq.training.runtime.appcheck)")
+    triples_appcheck.add_arguments(atr)
     at = sub.add_parser("app-text", help="labelled dialogue lines as subtitles beside a black video, replayed "
                                          "through the app; per-line scores (umq.training.text.appcheck)")
     at.add_argument("--data", required=True, metavar="FILE", help="a MELD .csv (lines are played in dialogue order)")
@@ -207,6 +213,8 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.command == "app-face":
         return face_appcheck.run_cli(args)
+    if args.command == "app-triples":
+        return triples_appcheck.run_cli(args)
     if args.command == "app-text":
         from umq.training.text.appcheck import run_check
 

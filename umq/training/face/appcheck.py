@@ -28,11 +28,6 @@ from umq.labels import EMOTIONS
 
 log = logging.getLogger(__name__)
 W, H, FPS = 640, 480, 30
-# FER+ vote columns -> app labels (contempt, unknown and "not a face" have none)
-_FERPLUS = {"neutral": "neutral", "happiness": "happy", "surprise": "surprised", "sadness": "sad", "anger": "angry",
-            "disgust": "disgust", "fear": "fearful"}
-
-
 @dataclass(frozen=True)
 class Faces:
     images: np.ndarray  # [N, 48, 48] uint8
@@ -43,15 +38,12 @@ def load_faces(path: str | Path, per_class: int, seed: int = 0) -> Faces:
     """A class-balanced sample of FER2013-layout faces (``labels``/``classes``) or FER+ faces (``votes``: majority
     vote, ties and non-emotion majorities left out)."""
     from umq.perception.face.net import to_app_index
+    from umq.training.data.ferplus import majority_labels
 
     with np.load(path, allow_pickle=False) as d:
         images = d["images"]
         if "votes" in d:
-            votes, names = d["votes"].astype(int), [str(n) for n in d["vote_names"]]
-            top = votes.argmax(1)
-            unique = (votes == votes.max(1, keepdims=True)).sum(1) == 1
-            y = np.array([EMOTIONS.index(_FERPLUS[names[t]]) if names[t] in _FERPLUS else -1 for t in top])
-            y[~unique] = -1
+            y = majority_labels(d["votes"], [str(n) for n in d["vote_names"]])
         else:
             y = to_app_index([str(c) for c in d["classes"]])[d["labels"].astype(int)]
     rng = np.random.default_rng(seed)

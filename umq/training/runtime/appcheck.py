@@ -1,0 +1,207 @@
+"""Through-the-app fusion check: held-out label-consistent triples as one video, replayed under each condition.
+
+Why: the runtime model's tables (:mod:`.evaluation`) score cached vectors; a user meets the whole app. Here every
+item is a FER2013 ``public_test`` face placed in 640x480 frames, a RAVDESS clip of a validation actor on the audio
+track and a MELD ``dev`` line as a subtitle, all three of the same emotion, ``--seconds`` per item. The video is
+written once per condition and played with ``python -m app replay VIDEO --headless`` (the command a user runs);
+each item is scored from the windows inside its interval: the fused label (an empty label, "no usable input",
+counts as wrong), the quality-unaware comparison model's label where the result carries it, and each
+modality's own prediction.
+
+Conditions (the ones issue 17 names): ``clean``; ``face_covered`` (black frames: the camera covered);
+``face_blurred`` (Gaussian blur, sigma 6 px on the 640x480 frame); ``voice_0db`` (white noise at 0 dB SNR over
+the whole track); ``mic_muted`` (digital silence); ``no_transcript`` (no subtitle file). "Degraded >= removed"
+reads: ``face_blurred`` >= ``face_covered`` and ``voice_0db`` >= ``mic_muted``.
+
+    python -m umq.evaluate app-triples --data ../shared/data --per-class 10 [--conditions clean mic_muted ...]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from umq.labels import EMOTIONS
+
+log = logging.getLogger(__name__)
+CONDITIONS = ("clean", "face_covered", "face_blurred", "voice_0db", "mic_muted", "no_transcript")
+W, H, FPS, SR = 640, 480, 15, 16_000
+VAL_VOICE_ACTORS = {19, 20}  # the report half of the runtime validation (actors 17-18 fitted the calibration)
+
+
+@dataclass(frozen=True)
+class Item:
+    label: int
+    face: np.ndarray  # [48, 48] uint8
+    voice: np.ndarray  # float32 at 16 kHz
+    line: str
+
+
+def load_items(root: Path, per_class: int, seed: int = 0) -> list[Item]:
+    """``per_class`` triples per class, drawn from the report half of the validation data (odd FER
+    ``public_test`` faces, RAVDESS actors 19-20, odd MELD ``dev`` lines), classes interleaved."""
+    from umq.perception.face.net import to_app_index
+    from umq.training.data.text import read_meld_dialogues
+    from umq.training.data.voice_corpora import load_ravdess
+    from umq.training.voice.clips import read_audio
+
+    rng = np.random.default_rng(seed)
+    with np.load(root / "fer2013" / "public_test.npz", allow_pickle=False) as d:
+        faces = d["images"][1::2]
+        face_y = to_app_index([str(c) for c in d["classes"]])[d["labels"].astype(np.int64)][1::2]
+    clips = [c for c in load_ravdess(root, VAL_VOICE_ACTORS) if c.label < len(EMOTIONS)]  # calm has no slot
+    voice_y = np.array([c.label for c in clips])
+    meld = read_meld_dialogues(root / "text" / "meld_dev_sent_emo.csv")
+    text_y = np.asarray(meld.labels)[1::2]
+    texts = list(meld.texts)[1::2]
+    items = []
+    for k in range(len(EMOTIONS)):
+        f = rng.permutation(np.flatnonzero(face_y == k))
+        v = rng.permutation(np.flatnonzero(voice_y == k))
+        t = rng.permutation(np.flatnonzero(text_y == k))
+        for j in range(per_class):  # a class with fewer items than per_class repeats them (rare MELD classes)
+            items.append(Item(k, faces[f[j % len(f)]], read_audio(clips[v[j % len(v)]].audio),
+                              texts[t[j % len(t)]]))
+    return [items[i] for i in rng.permutation(len(items))]
+
+
+def _frame(face: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    from umq.training.face.appcheck import place_face
+
+    return place_face(face, rng)
+
+
+def _srt_time(t: float) -> str:
+    ms = int(round(t * 1000))
+    return f"{ms // 3_600_000:02d}:{ms // 60_000 % 60:02d}:{ms // 1000 % 60:02d},{ms % 1000:03d}"
+
+
+def write_condition(items: list[Item], condition: str, seconds: float, work: Path, seed: int) -> Path:
+    """``work/<condition>.mp4`` (+ ``.srt`` unless ``no_transcript``) for the items under ``condition``."""
+    if condition not in CONDITIONS:
+        raise ValueError(f"unknown condition {condition!r}; known: {CONDITIONS}")
+    import soundfile as sf
+
+    rng = np.random.default_rng(seed)  # the same faces, offsets and noise in every condition
+    n = int(round(seconds * FPS))
+    seg = int(round(seconds * SR))
+    audio = np.zeros(seg * len(items), np.float32)
+    for i, it in enumerate(items):
+        v = it.voice[: seg - SR // 2]
+        audio[i * seg + SR // 4: i * seg + SR // 4 + len(v)] = v
+    if condition == "voice_0db":
+        speech = audio[np.abs(audio) > 1e-4]
+        rms = float(np.sqrt(np.mean(speech ** 2))) if speech.size else 0.01
+        audio = audio + np.random.default_rng(seed + 1).normal(0.0, rms, audio.shape).astype(np.float32)
+    elif condition == "mic_muted":
+        audio[:] = 0.0
+    wav, video = work / f"{condition}.wav", work / f"{condition}.mp4"
+    sf.write(wav, np.clip(audio, -1, 1), SR)
+    cmd = ["ffmpeg", "-loglevel", "error", "-y", "-f", "rawvideo", "-pix_fmt", "bgr24", "-s", f"{W}x{H}",
+           "-r", str(FPS), "-i", "-", "-i", str(wav), "-shortest", "-c:v", "libx264", "-preset", "veryfast",
+           "-crf", "20", "-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "128k", str(video)]
+    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE)
+    assert proc.stdin is not None
+    for it in items:
+        frame = _frame(it.face, rng)
+        if condition == "face_covered":
+            frame = np.zeros_like(frame)
+        elif condition == "face_blurred":
+            frame = cv2.GaussianBlur(frame, (0, 0), 6.0)
+        data = frame.tobytes()
+        for _ in range(n):
+            proc.stdin.write(data)
+    proc.stdin.close()
+    if proc.wait() != 0:
+        raise RuntimeError(f"ffmpeg failed writing {video}")
+    wav.unlink()
+    srt = video.with_suffix(".srt")
+    srt.unlink(missing_ok=True)
+    if condition != "no_transcript":
+        srt.write_text("".join(
+            f"{i + 1}\n{_srt_time(i * seconds + 0.25)} --> {_srt_time((i + 1) * seconds - 0.25)}\n{it.line}\n\n"
+            for i, it in enumerate(items)), encoding="utf-8")
+    return video
+
+
+def _probs(p: dict | None) -> np.ndarray | None:
+    return None if not p else np.array([float(p.get(e, 0.0)) for e in EMOTIONS])
+
+
+def score(rows: list[dict], items: list[Item], seconds: float) -> dict:
+    """Per item: mean probabilities of the windows inside its interval -> label; accuracy per output."""
+    hits: dict[str, list[bool]] = {"fused": [], "baseline": [], "video": [], "audio": [], "text": []}
+    no_label = 0
+    for i, it in enumerate(items):
+        a, b = i * seconds - 0.05, (i + 1) * seconds + 0.05
+        inside = [r for r in rows if r["t0"] >= a and r["t1"] <= b]
+        labelled = [r for r in inside if r.get("label")]
+        no_label += len(inside) - len(labelled)
+        fused = [_probs(r["probs"]) for r in labelled]
+        hits["fused"].append(bool(fused) and int(np.mean(fused, 0).argmax()) == it.label)
+        base = [_probs(r["baseline"]["probs"]) for r in inside if (r.get("baseline") or {}).get("probs")]
+        if base:
+            hits["baseline"].append(int(np.mean(base, 0).argmax()) == it.label)
+        for m in ("video", "audio", "text"):
+            own = [_probs(p["probs"]) for r in inside
+                   if (p := ((r.get("modalities") or {}).get(m) or {}).get("prediction"))]
+            if own:
+                hits[m].append(int(np.mean(own, 0).argmax()) == it.label)
+    out: dict = {"items": len(items), "windows_without_label": no_label}
+    for k, v in hits.items():
+        if v:
+            out[k] = {"accuracy": round(float(np.mean(v)), 4), "items_scored": len(v)}
+    return out
+
+
+def run(root: Path, per_class: int, seconds: float, conditions: list[str], seed: int, work: Path) -> dict:
+    items = load_items(root, per_class, seed)
+    rep: dict = {"per_class": per_class, "seconds": seconds, "seed": seed, "conditions": {}}
+    for cond in conditions:
+        video = write_condition(items, cond, seconds, work, seed)
+        out = work / f"{cond}.jsonl"
+        log.info("replaying %s headless", video)
+        subprocess.run([sys.executable, "-m", "app", "replay", str(video), "--headless", "--out", str(out)],
+                       check=True)
+        rows = [json.loads(s) for s in out.read_text().splitlines() if s.strip()]
+        rep["conditions"][cond] = score(rows, items, seconds)
+        log.info("%s: %s", cond, json.dumps(rep["conditions"][cond]))
+    c = rep["conditions"]
+    pairs = {"video": ("face_blurred", "face_covered"), "audio": ("voice_0db", "mic_muted")}
+    rep["degraded_minus_removed"] = {m: round(c[d]["fused"]["accuracy"] - c[r]["fused"]["accuracy"], 4)
+                                     for m, (d, r) in pairs.items() if d in c and r in c}
+    return rep
+
+
+def add_arguments(ap: argparse.ArgumentParser) -> None:
+    ap.add_argument("--data", required=True, help="data root in the ../shared/data layout")
+    ap.add_argument("--per-class", type=int, default=10, help="triples per class")
+    ap.add_argument("--seconds", type=float, default=4.0, help="how long each item plays")
+    ap.add_argument("--conditions", nargs="+", default=list(CONDITIONS), choices=CONDITIONS)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--workdir", default=None, help="keep the videos and results here (default: a temp folder)")
+    ap.add_argument("--out", default=None, help="write the report as JSON")
+
+
+def run_cli(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    root = Path(args.data)
+    if not (root / "fer2013").is_dir() or not (root / "ravdess").is_dir() or not (root / "text").is_dir():
+        print(f"error: {root} lacks fer2013/, ravdess/ or text/ (the ../shared/data layout)", file=sys.stderr)
+        return 2
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(args.workdir) if args.workdir else Path(tmp)
+        work.mkdir(parents=True, exist_ok=True)
+        rep = run(root, args.per_class, args.seconds, args.conditions, args.seed, work)
+    print(json.dumps(rep, indent=1))
+    if args.out:
+        Path(args.out).write_text(json.dumps(rep, indent=1))
+    return 0

@@ -11,7 +11,7 @@
    perception, runtime model).
 3. :func:`score_replay`: every line is scored from the windows that overlap it: the mean of their fused ``probs``
    (the app's answer) and, where the windows carry it, the mean of the text head's own probabilities
-   (``extra.cues.text.probs``). Balanced accuracy (mean per-class recall), weighted and macro F1.
+   (``modalities.text.prediction``). Balanced accuracy (mean per-class recall), weighted and macro F1.
 """
 from __future__ import annotations
 
@@ -98,7 +98,9 @@ def score_replay(lines: list[CheckLine], results: str | Path) -> dict:
     t0 = np.array([r["t0"] for r in rows])
     t1 = np.array([r["t1"] for r in rows])
     fused = np.array([[r["probs"][e] for e in EMOTIONS] for r in rows]) if rows else np.zeros((0, 7))
-    own = [((r.get("extra") or {}).get("cues") or {}).get("text", {}).get("probs") for r in rows]
+    # the text head's own probabilities: schema 2 carries them in modalities.text.prediction (schema 1 in extra)
+    own = [(((r.get("modalities") or {}).get("text") or {}).get("prediction") or {}).get("probs")
+           or ((r.get("extra") or {}).get("cues") or {}).get("text", {}).get("probs") for r in rows]
     y, p_fused, p_own, n_windows = [], [], [], []
     for ln in lines:
         idx = np.flatnonzero((t0 < ln.t1) & (t1 > ln.t0))

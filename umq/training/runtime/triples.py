@@ -172,6 +172,7 @@ def build_voice_cache(ravdess: Path, actors: list[int], seed: int, device: str =
 
     def build() -> ModalityCache:
         rows, _ = read_labels(ravdess, actors=actors)
+        rows = sorted(rows, key=lambda r: r["actor"])  # actor by actor: the validation halves split by actor
         net = load_voice_net(device=device).eval()
         rng = np.random.default_rng(seed)
         if per_actor is not None:

@@ -9,8 +9,8 @@ The quality ladder of the rank-guided estimator is made of real corrupted versio
 (clean > severity 0.35 > severity 0.8 > switched off) instead of feature noise. Fixed number of steps, no model
 selection on the validation split; every number written is measured once, after training.
 
-Measured on the 2-core CPU of the development machine: building the vector caches ~25 min (once), training the
-three models ~3 min.
+Measured on an idle 2-core CPU: building the vector caches ~20 min (once), training the three models with three
+seeds ~10 min (about 1 min per model and seed, 1 torch thread).
 """
 from __future__ import annotations
 

@@ -61,22 +61,17 @@ def head_input(hidden_means: Tensor, lexical: Tensor | None, config: dict) -> Te
     return torch.cat(parts, 1)
 
 
-class TextEmotionHead(nn.Module):
-    """MLP over frozen-encoder features -> (7-class logits, ``emb``-d embedding)."""
+class _FeatureHead(nn.Module):
+    """What both text heads share: their config, the input standardisation (``mean``/``std`` buffers, set from
+    the training features) and the tuned per-class logit offsets (``logit_bias``, see the training scripts)."""
 
-    def __init__(self, config: dict | None = None) -> None:
+    def __init__(self, config: dict) -> None:
         super().__init__()
-        self.config = {**DEFAULT_CONFIG, **(config or {})}
-        c = self.config
-        d = input_dim(c)
+        self.config = config
+        d, n = input_dim(config), int(config["num_classes"])
         self.register_buffer("mean", torch.zeros(d))
         self.register_buffer("std", torch.ones(d))
-        self.in_drop = nn.Dropout(float(c["input_dropout"]))
-        self.fc1 = nn.Linear(d, int(c["hidden"]))
-        self.drop = nn.Dropout(float(c["dropout"]))
-        self.fc2 = nn.Linear(int(c["hidden"]), int(c["emb"]))
-        self.cls = nn.Linear(int(c["emb"]), int(c["num_classes"]))
-        self.register_buffer("logit_bias", torch.zeros(int(c["num_classes"])))  # tuned offsets (see train_text)
+        self.register_buffer("logit_bias", torch.zeros(n))
 
     @property
     def input_dim(self) -> int:
@@ -89,6 +84,19 @@ class TextEmotionHead(nn.Module):
     def set_normalizer(self, mean: Tensor, std: Tensor) -> None:
         self.mean.copy_(mean.detach().to(self.mean))
         self.std.copy_(std.detach().clamp_min(1e-6).to(self.std))
+
+
+class TextEmotionHead(_FeatureHead):
+    """MLP over frozen-encoder features -> (7-class logits, ``emb``-d embedding)."""
+
+    def __init__(self, config: dict | None = None) -> None:
+        super().__init__({**DEFAULT_CONFIG, **(config or {})})
+        c = self.config
+        self.in_drop = nn.Dropout(float(c["input_dropout"]))
+        self.fc1 = nn.Linear(self.input_dim, int(c["hidden"]))
+        self.drop = nn.Dropout(float(c["dropout"]))
+        self.fc2 = nn.Linear(int(c["hidden"]), int(c["emb"]))
+        self.cls = nn.Linear(int(c["emb"]), int(c["num_classes"]))
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """``x`` ``[B, input_dim]`` -> ``(logits [B, 7], embedding [B, emb])``."""
@@ -159,16 +167,13 @@ def context_meta(speakers: Sequence[int], n: int) -> list[list[float]]:
     return out
 
 
-class ContextTextHead(nn.Module):
+class ContextTextHead(_FeatureHead):
     """Current line + previous lines (frozen-MiniLM features) -> (7-class logits, ``emb``-d embedding)."""
 
     def __init__(self, config: dict | None = None) -> None:
-        super().__init__()
-        self.config = {**CONTEXT_CONFIG, **(config or {})}
+        super().__init__({**CONTEXT_CONFIG, **(config or {})})
         c = self.config
-        d, h, e = input_dim(c), int(c["hidden"]), int(c["emb"])
-        self.register_buffer("mean", torch.zeros(d))
-        self.register_buffer("std", torch.ones(d))
+        d, h, e = self.input_dim, int(c["hidden"]), int(c["emb"])
         self.in_drop = nn.Dropout(float(c["input_dropout"]))
         self.line = nn.Linear(d, h)
         self.drop = nn.Dropout(float(c["dropout"]))
@@ -177,23 +182,10 @@ class ContextTextHead(nn.Module):
         self.value = nn.Linear(h, h)
         self.fuse = nn.Linear(2 * h + 1, e)
         self.cls = nn.Linear(e, int(c["num_classes"]))
-        self.register_buffer("logit_bias", torch.zeros(int(c["num_classes"])))
-
-    @property
-    def input_dim(self) -> int:
-        return input_dim(self.config)
-
-    @property
-    def emb_dim(self) -> int:
-        return int(self.config["emb"])
 
     @property
     def context(self) -> int:
         return int(self.config["context"])
-
-    def set_normalizer(self, mean: Tensor, std: Tensor) -> None:
-        self.mean.copy_(mean.detach().to(self.mean))
-        self.std.copy_(std.detach().clamp_min(1e-6).to(self.std))
 
     def _project(self, x: Tensor) -> Tensor:
         return self.drop(F.gelu(self.line(self.in_drop((x - self.mean) / self.std))))

@@ -78,7 +78,8 @@ def load_runtime_model(path: str | Path, device: torch.device | str = "cpu"):
 def _check_encoders(path, data: dict) -> None:
     """Warn when the checkpoint was trained on vectors of other encoder weights than the installed ones: the
     model still runs, but its inputs mean something else (retrain it, then refit the calibration). A change of
-    front-end code alone is only noted (most are refactors; one that changes the vectors bumps the recipe)."""
+    front-end code alone is only noted at debug level (most are refactors; one that changes the vectors bumps the
+    recipe); for an older file that does not record its weights the note stays at info."""
     retrain = ("retrain with `python -m umq.training.runtime.train`, then `python -m umq.training.runtime.calibrate`")
     weights = data.get("encoder_weights") or {}
     stale = [m for m, d in weights.items() if m in MODALITIES and encoder_weights_digest(m) != d]
@@ -89,8 +90,11 @@ def _check_encoders(path, data: dict) -> None:
             if m in MODALITIES and m not in stale and encoder_digest(m) != d]
     if code:
         unsure = "" if weights else " (or the encoder weights: the file does not record them)"
-        log.info("runtime checkpoint %s: the %s front-end code changed since it was trained%s; if the input "
-                 "vectors changed, %s", path, "/".join(code), unsure, retrain)
+        # debug, not info: a user cannot act on it, and most such changes are refactors (the weights check above
+        # is the guard; a change of the vectors bumps FEATURE_RECIPE, which refuses the checkpoint)
+        (log.info if not weights else log.debug)(
+            "runtime checkpoint %s: the %s front-end code changed since it was trained%s; if the input vectors "
+            "changed, %s", path, "/".join(code), unsure, retrain)
 
 
 @dataclass

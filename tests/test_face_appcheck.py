@@ -53,3 +53,11 @@ def test_app_face_command_end_to_end(tmp_path):
     rep = json.loads(out.read_text())
     assert rep["faces"] == 7 and rep["windows"] >= 7 and 0.0 <= rep["video_accuracy"] <= 1.0
     assert rep["no_face_windows"] < 0.5  # faces filling a good part of the frame are found
+
+
+def test_item_durations_are_whole_frames_so_items_do_not_drift():
+    from umq.training.face.appcheck import whole_frames
+
+    assert whole_frames(2.5, 30) == 2.5
+    assert abs(whole_frames(2.5, 15) - 38 / 15) < 1e-12  # 37.5 frames cannot be shown: 38 are
+    assert whole_frames(0.001, 15) == 1 / 15

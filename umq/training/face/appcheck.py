@@ -130,7 +130,14 @@ def score(results: list[dict], faces: Faces, seconds: float, margin: float = 0.1
             "no_face_windows": no_face / max(windows, 1), "faces_without_prediction": missed}
 
 
+def whole_frames(seconds: float, fps: int) -> float:
+    """``seconds`` rounded to whole frames: each item is shown for ``round(seconds * fps)`` frames, so the scorer
+    must use that duration, or items drift against their intervals (2.5 s at 15 fps is 38 frames, 2.533 s)."""
+    return max(1, round(seconds * fps)) / fps
+
+
 def run(data: str, per_class: int, seconds: float, seed: int, workdir: Path, keep: bool = False) -> dict:
+    seconds = whole_frames(seconds, FPS)
     faces = load_faces(data, per_class, seed)
     video, out = workdir / "app_face.mp4", workdir / "app_face.jsonl"
     log.info("writing %d faces (%.1f s each) to %s", len(faces.labels), seconds, video)

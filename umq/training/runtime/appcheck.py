@@ -163,6 +163,9 @@ def score(rows: list[dict], items: list[Item], seconds: float) -> dict:
 
 
 def run(root: Path, per_class: int, seconds: float, conditions: list[str], seed: int, work: Path) -> dict:
+    from umq.training.face.appcheck import whole_frames
+
+    seconds = whole_frames(seconds, FPS)  # the frames, the audio track and the scorer agree on each interval
     items = load_items(root, per_class, seed)
     rep: dict = {"per_class": per_class, "seconds": seconds, "seed": seed, "conditions": {}}
     for cond in conditions:

@@ -44,11 +44,6 @@ def majority_labels(votes: np.ndarray, vote_names: list[str]) -> np.ndarray:
     return y
 
 
-def is_ferplus(path: str | Path) -> bool:
-    with np.load(path, allow_pickle=False) as d:
-        return "votes" in d.files
-
-
 def load_ferplus(path: str | Path) -> FerPlus:
     with np.load(path, allow_pickle=False) as d:
         images, raw, names = d["images"], d["votes"].astype(np.int64), [str(n) for n in d["vote_names"]]

@@ -28,6 +28,8 @@ from umq.labels import EMOTIONS
 
 log = logging.getLogger(__name__)
 W, H, FPS = 640, 480, 30
+
+
 @dataclass(frozen=True)
 class Faces:
     images: np.ndarray  # [N, 48, 48] uint8
@@ -37,15 +39,9 @@ class Faces:
 def load_faces(path: str | Path, per_class: int, seed: int = 0) -> Faces:
     """A class-balanced sample of FER2013-layout faces (``labels``/``classes``) or FER+ faces (``votes``: majority
     vote, ties and non-emotion majorities left out)."""
-    from umq.perception.face.net import to_app_index
-    from umq.training.data.ferplus import majority_labels
+    from umq.training.face.evaluate import read_labelled_faces
 
-    with np.load(path, allow_pickle=False) as d:
-        images = d["images"]
-        if "votes" in d:
-            y = majority_labels(d["votes"], [str(n) for n in d["vote_names"]])
-        else:
-            y = to_app_index([str(c) for c in d["classes"]])[d["labels"].astype(int)]
+    images, y = read_labelled_faces(path)
     rng = np.random.default_rng(seed)
     keep = np.sort(np.concatenate([rng.permutation(np.flatnonzero(y == c))[:per_class] for c in range(len(EMOTIONS))]))
     keep = rng.permutation(keep)  # classes interleaved in the video

@@ -8,7 +8,18 @@ import torch
 
 from umq.metrics import classification_report
 from umq.perception.face.net import FER2013_CLASSES, FaceExpressionNet, to_app_index
-from umq.training.data.ferplus import is_ferplus, load_ferplus
+from umq.training.data.ferplus import majority_labels
+
+
+def read_labelled_faces(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """``(images [N,48,48], labels [N])`` of a FER2013-layout file (``labels`` indexing ``classes``) or a FER+ file
+    (``votes``: the majority label, -1 where tied or not an Ekman class); labels are app indices."""
+    with np.load(path, allow_pickle=False) as d:
+        images = d["images"]
+        if "votes" in d.files:
+            return images, majority_labels(d["votes"], [str(n) for n in d["vote_names"]])
+        classes = [str(c) for c in d["classes"]] if "classes" in d.files else list(FER2013_CLASSES)
+        return images, to_app_index(classes)[d["labels"].astype(np.int64)]
 
 
 # ----------------------------------------------------------------------------------------------- evaluation
@@ -21,16 +32,9 @@ def evaluate_face_npz(path: str | Path, net: FaceExpressionNet, device: str | to
     Returns dict(n, accuracy, macro_f1, weighted_f1, per_class_recall, confusion, labels, tta_flip); the confusion
     matrix is in APP_LABELS order (rows = true class). ``stride``/``limit`` score ``images[::stride][:limit]``
     (FER2013 public_test is sorted by class, so a quick subset needs a stride, not a prefix)."""
-    if is_ferplus(path):  # FER+ votes: majority label, ties and non-Ekman majorities left out
-        fp = load_ferplus(path)
-        keep = fp.majority >= 0
-        images, y_true = fp.images[keep], fp.majority[keep]
-    else:
-        with np.load(path, allow_pickle=False) as d:
-            images = d["images"]
-            labels = d["labels"].astype(np.int64)
-            classes = [str(c) for c in d["classes"]] if "classes" in d.files else list(FER2013_CLASSES)
-        y_true = to_app_index(classes)[labels]
+    images, y_true = read_labelled_faces(path)
+    keep = y_true >= 0  # FER+: ties and non-Ekman majorities left out
+    images, y_true = images[keep], y_true[keep]
     if stride != 1 or limit is not None:
         images, y_true = images[::stride][:limit], y_true[::stride][:limit]
     device = device or next(net.parameters()).device

@@ -30,6 +30,8 @@ import cv2
 import numpy as np
 
 from umq.labels import EMOTIONS
+from umq.training.face.appcheck import place_face, whole_frames
+from umq.training.text.appcheck import srt_time
 
 log = logging.getLogger(__name__)
 CONDITIONS = ("clean", "face_covered", "face_blurred", "voice_0db", "mic_muted", "no_transcript")
@@ -73,17 +75,6 @@ def load_items(root: Path, per_class: int, seed: int = 0) -> list[Item]:
     return [items[i] for i in rng.permutation(len(items))]
 
 
-def _frame(face: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    from umq.training.face.appcheck import place_face
-
-    return place_face(face, rng)
-
-
-def _srt_time(t: float) -> str:
-    ms = int(round(t * 1000))
-    return f"{ms // 3_600_000:02d}:{ms // 60_000 % 60:02d}:{ms // 1000 % 60:02d},{ms % 1000:03d}"
-
-
 def write_condition(items: list[Item], condition: str, seconds: float, work: Path, seed: int) -> Path:
     """``work/<condition>.mp4`` (+ ``.srt`` unless ``no_transcript``) for the items under ``condition``."""
     if condition not in CONDITIONS:
@@ -111,7 +102,7 @@ def write_condition(items: list[Item], condition: str, seconds: float, work: Pat
     proc = subprocess.Popen(cmd, stdin=subprocess.PIPE)
     assert proc.stdin is not None
     for it in items:
-        frame = _frame(it.face, rng)
+        frame = place_face(it.face, rng)
         if condition == "face_covered":
             frame = np.zeros_like(frame)
         elif condition == "face_blurred":
@@ -127,7 +118,7 @@ def write_condition(items: list[Item], condition: str, seconds: float, work: Pat
     srt.unlink(missing_ok=True)
     if condition != "no_transcript":
         srt.write_text("".join(
-            f"{i + 1}\n{_srt_time(i * seconds + 0.25)} --> {_srt_time((i + 1) * seconds - 0.25)}\n{it.line}\n\n"
+            f"{i + 1}\n{srt_time(i * seconds + 0.25)} --> {srt_time((i + 1) * seconds - 0.25)}\n{it.line}\n\n"
             for i, it in enumerate(items)), encoding="utf-8")
     return video
 
@@ -163,8 +154,6 @@ def score(rows: list[dict], items: list[Item], seconds: float) -> dict:
 
 
 def run(root: Path, per_class: int, seconds: float, conditions: list[str], seed: int, work: Path) -> dict:
-    from umq.training.face.appcheck import whole_frames
-
     seconds = whole_frames(seconds, FPS)  # the frames, the audio track and the scorer agree on each interval
     items = load_items(root, per_class, seed)
     rep: dict = {"per_class": per_class, "seconds": seconds, "seed": seed, "conditions": {}}

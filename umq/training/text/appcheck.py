@@ -37,7 +37,8 @@ class CheckLine:
     label: int
 
 
-def _srt_time(t: float) -> str:
+def srt_time(t: float) -> str:
+    """Seconds -> ``HH:MM:SS,mmm`` (an SRT cue time)."""
     ms = int(round(t * 1000))
     h, ms = divmod(ms, 3_600_000)
     m, ms = divmod(ms, 60_000)
@@ -64,7 +65,7 @@ def write_subtitle_video(lines: list[CheckLine], work: str | Path, tail_s: float
     work = Path(work)
     work.mkdir(parents=True, exist_ok=True)
     srt = work / "check.srt"
-    srt.write_text("".join(f"{k + 1}\n{_srt_time(ln.t0)} --> {_srt_time(ln.t1)}\n{ln.text}\n\n"
+    srt.write_text("".join(f"{k + 1}\n{srt_time(ln.t0)} --> {srt_time(ln.t1)}\n{ln.text}\n\n"
                            for k, ln in enumerate(lines)), encoding="utf-8")
     video = work / "check.mp4"
     dur = (lines[-1].t1 if lines else 0.0) + tail_s

@@ -14,8 +14,9 @@ import torch
 from umq.checkpoint import CheckpointError
 from umq.perception.voice import corrupt as ac
 from umq.perception.voice.cues import VoiceCues
+from umq.perception.voice.ensemble import VoiceEnsemble, encode, predict
 from umq.perception.voice.features import N_FEATURES, frame_valid, sanitize
-from umq.perception.voice.frontend import VoiceFrontEnd, collate
+from umq.perception.voice.frontend import VoiceFrontEnd, collate, collate_views
 from umq.perception.voice.head import WhisperHeadNet
 from umq.perception.voice.net import DEFAULT_WEIGHTS, FORMAT_VERSION, VoiceEmotionNet, load_voice_net, save_voice_net
 from umq.perception.voice.normalize import FeatureStats, SpeakerNormalizer
@@ -278,19 +279,19 @@ def test_front_end_keeps_speaker_state_until_reset(stats):
 # ---------------------------------------------------------------------------------------------- encoder
 def test_shipped_weights_load_and_give_finite_outputs():
     assert DEFAULT_WEIGHTS.is_file(), f"missing shipped weights {DEFAULT_WEIGHTS}"
-    assert DEFAULT_WEIGHTS.stat().st_size < 2.2e6
+    assert DEFAULT_WEIGHTS.stat().st_size < 4e6
     net = load_voice_net(device="cpu")
-    assert isinstance(net, (VoiceEmotionNet, WhisperHeadNet)) and not net.training
-    assert sum(p.numel() * p.element_size() for p in net.parameters()) < 2e6
+    assert isinstance(net, (VoiceEmotionNet, WhisperHeadNet, VoiceEnsemble)) and not net.training
+    assert sum(p.numel() * p.element_size() for p in net.parameters()) < 4e6
     fe = VoiceFrontEnd(net, device="cpu")
     valid = np.ones(N, bool)
     valid[-5000:] = False
-    x, m = collate([fe(speech_like(seed=10)), fe(np.zeros(N, np.float32)), fe(speech_like(seed=11), valid)])
-    probs, emb = net.predict(x, m)
+    feats = [fe(speech_like(seed=10)), fe(np.zeros(N, np.float32)), fe(speech_like(seed=11), valid)]
+    probs, emb = predict(net, collate_views(feats))
     assert probs.shape == (3, 7) and emb.shape == (3, net.embedding_dim)
     assert torch.isfinite(probs).all() and torch.isfinite(emb).all()
     assert torch.allclose(probs.sum(-1), torch.ones(3), atol=1e-5)
-    logits, e = net(x, m)
+    logits, e = encode(net, collate_views(feats))
     assert logits.shape == (3, 7) and torch.isfinite(logits).all()
     assert net.metrics.get("eval"), "the checkpoint carries its validation metrics"
 

@@ -7,8 +7,9 @@ import pytest
 import torch
 
 from umq.labels import EMOTIONS
+from umq.perception.voice.ensemble import predict
 from umq.perception.voice.features import to_mono_16k
-from umq.perception.voice.frontend import VoiceFrontEnd, collate
+from umq.perception.voice.frontend import VoiceFrontEnd, collate_views
 from umq.perception.voice.head import WhisperHeadNet
 from umq.perception.voice.net import load_voice_net
 from umq.perception.voice.normalize import FeatureStats
@@ -58,8 +59,7 @@ def test_bad_audio_gives_a_reason_not_a_crash(net, fe, name):
     x, rate, reason = BAD_INPUTS[name]
     f = fe(x, rate=rate)
     assert reason in f.cues.describe(), f.cues.describe()
-    xb, mb = collate([f])
-    probs, emb = net.predict(xb, mb)
+    probs, emb = predict(net, collate_views([f]))
     assert torch.isfinite(probs).all() and torch.isfinite(emb).all() and probs.shape == (1, 7)
 
 
@@ -164,3 +164,60 @@ def test_feature_stats_carry_their_layout():
     assert FeatureStats.from_json(st.to_json()).names == WHISPER_FEATURE_NAMES
     with pytest.raises(ValueError):
         FeatureStats.from_json({**st.to_json(), "names": ["a"] * len(WHISPER_FEATURE_NAMES)})
+
+
+@pytest.fixture(scope="module")
+def two_front_ends(net, tmp_path_factory):
+    """The shipped encoder's first member (or the encoder itself) + an untrained Whisper head, as a saved ensemble."""
+    from umq.perception.voice.ensemble import VoiceEnsemble
+    from umq.perception.voice.net import save_voice_net
+
+    mel = net.members[0] if isinstance(net, VoiceEnsemble) else net
+    if mel.feature_stats.whisper:
+        pytest.fail("the first voice member is expected to be the log-mel CRNN")
+    torch.manual_seed(0)
+    head = WhisperHeadNet().eval()
+    rng = np.random.default_rng(0)
+    n = len(WHISPER_FEATURE_NAMES)
+    head.feature_stats = FeatureStats(rng.normal(0, 0.1, n), rng.uniform(0.5, 2.0, n), names=WHISPER_FEATURE_NAMES)
+    path = tmp_path_factory.mktemp("ens") / "voice_ens.pt"
+    save_voice_net(VoiceEnsemble([mel, head]), path)
+    return mel, head, path
+
+
+def test_ensemble_reads_each_member_its_own_view_and_averages_log_probs(two_front_ends):
+    """One front-end pass makes exactly the features each member's own front-end would; the ensemble's output is
+    the mean of the members' log-probabilities on them (and survives a save/load round trip)."""
+    from umq.perception.voice.ensemble import VoiceEnsemble
+
+    mel, head, path = two_front_ends
+    ens = load_voice_net(path, device="cpu")
+    assert isinstance(ens, VoiceEnsemble) and [s.whisper for s in ens.feature_stats] == [False, True]
+    x = speech_like(seed=5)
+    shared = VoiceFrontEnd(ens, device="cpu", vad=False)
+    own = [VoiceFrontEnd(m, device="cpu", vad=False) for m in (mel, head)]
+    for _ in range(3):  # the running normalisers advance together
+        f = shared(x)
+        singles = [fe(x) for fe in own]
+    assert len(f.views) == 2
+    for (z, m), s in zip(f.views, singles):
+        assert torch.allclose(z, s.features, atol=1e-5) and torch.equal(m, s.mask)
+    probs, emb = predict(ens, collate_views([f]))
+    want = torch.stack([predict(n, collate_views([s]))[0].log() for n, s in zip((mel, head), singles)])
+    want = want.mean(0).softmax(-1)
+    assert torch.allclose(probs, want, atol=1e-4) and emb.shape == (1, 128)
+    shared.reset()
+    fresh = VoiceFrontEnd(ens, device="cpu", vad=False)(x)
+    assert all(torch.allclose(a[0], b[0], atol=1e-5) for a, b in zip(shared(x).views, fresh.views))
+
+
+def test_ensemble_checkpoint_errors_name_the_file(two_front_ends, tmp_path):
+    from umq.checkpoint import CheckpointError
+
+    mel, _, path = two_front_ends
+    blob = torch.load(path, weights_only=True)
+    blob["feature_stats"] = blob["feature_stats"][:1]  # one prior for two members
+    bad = tmp_path / "one_prior.pt"
+    torch.save(blob, bad)
+    with pytest.raises((CheckpointError, ValueError), match="one_prior.pt"):
+        load_voice_net(bad, device="cpu")

@@ -356,8 +356,10 @@ class Analyzer:
         if not ah.present:
             return ModalityPerception(torch.zeros(DIMS["audio"], device=self.device), False,
                                       ah.reason or "no audio")
+        from umq.perception.voice.ensemble import encode as encode_voice
+
         vf = self.voice(w.audio.samples, w.audio.valid)
-        logits, emb = self.voice_net(vf.features.unsqueeze(0), vf.mask.unsqueeze(0))
+        logits, emb = encode_voice(self.voice_net, [(f.unsqueeze(0), m.unsqueeze(0)) for f, m in vf.views])
         probs = logits.softmax(-1)[0]
         present = vf.cues.valid_ratio > 0 and not vf.cues.silent
         flags = tuple(vf.cues.reasons())

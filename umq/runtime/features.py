@@ -57,8 +57,8 @@ def masked_mean(rows: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 # changes the vectors, so training caches are keyed by it and a runtime checkpoint records it.
 FRONT_END_SOURCES = {
     "video": ("face/net.py", "face/cues.py", "face/corrupt.py"),
-    "audio": ("voice/net.py", "voice/frontend.py", "voice/features.py", "voice/normalize.py", "voice/vad.py",
-              "voice/cues.py", "voice/corrupt.py"),
+    "audio": ("voice/net.py", "voice/ensemble.py", "voice/head.py", "voice/whisper.py", "voice/frontend.py",
+              "voice/features.py", "voice/normalize.py", "voice/vad.py", "voice/cues.py", "voice/corrupt.py"),
     "text": ("text/net.py", "text/frontend.py", "text/normalize.py", "text/cues.py", "text/corrupt.py"),
 }
 

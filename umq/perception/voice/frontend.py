@@ -63,6 +63,10 @@ class VoiceFeatures:
         cues: the window's :class:`VoiceCues`.
         speech: bool ``[T]`` (host): VAD speech per feature frame.
         pitched: bool ``[T]`` (host): feature frames with a voice pitch.
+        views: ``(features, mask)`` per encoder member, in the member order of a
+            :class:`~umq.perception.voice.ensemble.VoiceEnsemble` (each normalised by its own speaker normaliser);
+            for a single encoder just ``((features, mask),)``. ``features``/``mask``/``speech``/``pitched`` are the
+            first member's.
     """
 
     features: torch.Tensor
@@ -70,22 +74,36 @@ class VoiceFeatures:
     cues: VoiceCues
     speech: np.ndarray
     pitched: np.ndarray
+    views: tuple[tuple[torch.Tensor, torch.Tensor], ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.views:  # one encoder: its view is the features
+            self.views = ((self.features, self.mask),)
 
     @property
     def frames(self) -> int:
         return int(self.features.shape[-1])
 
 
-def collate(items: list[VoiceFeatures]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Stack windows into ``x [B, 69, T]`` and ``mask [B, T]`` (shorter ones zero-padded and masked)."""
-    t = max(it.frames for it in items)
-    dev = items[0].features.device
-    x = torch.zeros(len(items), items[0].features.shape[0], t, device=dev)
-    m = torch.zeros(len(items), t, dtype=torch.bool, device=dev)
-    for i, it in enumerate(items):
-        x[i, :, : it.frames] = it.features
-        m[i, : it.frames] = it.mask
+def _stack(pairs: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
+    t = max(int(f.shape[-1]) for f, _ in pairs)
+    dev = pairs[0][0].device
+    x = torch.zeros(len(pairs), pairs[0][0].shape[0], t, device=dev)
+    m = torch.zeros(len(pairs), t, dtype=torch.bool, device=dev)
+    for i, (f, mk) in enumerate(pairs):
+        x[i, :, : f.shape[-1]] = f
+        m[i, : f.shape[-1]] = mk
     return x, m
+
+
+def collate(items: list[VoiceFeatures]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Stack windows into ``x [B, C, T]`` and ``mask [B, T]`` (shorter ones zero-padded and masked)."""
+    return _stack([(it.features, it.mask) for it in items])
+
+
+def collate_views(items: list[VoiceFeatures]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """:func:`collate` per view: what :func:`umq.perception.voice.ensemble.encode` takes for any voice encoder."""
+    return [_stack([it.views[k] for it in items]) for k in range(len(items[0].views))]
 
 
 class VoiceFrontEnd:
@@ -93,7 +111,8 @@ class VoiceFrontEnd:
 
     Args:
         stats: the normaliser prior: a :class:`FeatureStats`, its JSON dict, or an object with a
-            ``feature_stats`` attribute (a loaded :class:`~umq.perception.voice.net.VoiceEmotionNet`).
+            ``feature_stats`` attribute (a loaded voice encoder); a sequence of them (an ensemble's) makes one
+            feature view per entry, each with its own normaliser, from one pass of the shared steps 1-3.
         device: where features are computed and returned (default: CUDA when available).
         normalize: True to adapt to the speaker (running statistics), False for the fixed prior only.
         vad: False skips silero-vad (speech ratio 0, the normaliser then learns from all valid frames); for tests
@@ -110,16 +129,18 @@ class VoiceFrontEnd:
             stats = load_voice_net(device="cpu").feature_stats
         if hasattr(stats, "feature_stats"):
             stats = stats.feature_stats
-        if isinstance(stats, dict):
-            stats = FeatureStats.from_json(stats)
+        many = stats if isinstance(stats, (list, tuple)) else [stats]
+        many = [FeatureStats.from_json(s) if isinstance(s, dict) else s for s in many]
         self.device = torch.device(device) if device is not None else default_device()
-        self.normalizer = SpeakerNormalizer(stats, self.device, enabled=normalize)
+        self.normalizers = [SpeakerNormalizer(s, self.device, enabled=normalize) for s in many]
+        self.normalizer = self.normalizers[0]
         self.use_vad = vad
         self.windows = 0
 
     def reset(self) -> None:
-        """Forget the speaker (new session or new person); the prior stays."""
-        self.normalizer.reset()
+        """Forget the speaker (new session or new person); the priors stay."""
+        for n in self.normalizers:
+            n.reset()
         self.windows = 0
 
     def __call__(self, samples: np.ndarray, valid: np.ndarray | None = None, update: bool = True,
@@ -138,22 +159,29 @@ class VoiceFrontEnd:
         cv = chunk_valid(v)
         probs = SileroVAD.probs(x) if self.use_vad else np.zeros(cv.shape[0], np.float32)
         speech = speech_frames(probs, t) & fv if self.use_vad else fv.copy()
-        stats = self.normalizer.stats
-        if stats.whisper:
-            from umq.perception.voice.whisper import whisper_frame_features
+        tracks = descriptor_tracks(x)
+        paths: dict[bool, tuple] = {}  # whisper? -> (raw features, speech, pitched, valid); each path runs once
+        views, first = [], None
+        for norm in self.normalizers:
+            stats = norm.stats
+            if stats.whisper not in paths:
+                if stats.whisper:
+                    from umq.perception.voice.whisper import whisper_frame_features
 
-            tracks = descriptor_tracks(x)
-            f = whisper_frame_features(x, tracks, descriptor_matrix(tracks), speech, fv)
-            feats = to_device(f["feats"], self.device)
-            speech_f, pitched_f, fv_f = f["speech"], f["pitched"], f["fvalid"]
-        else:
-            feats, tracks = raw_features(x, self.device)
-            speech_f, pitched_f, fv_f = speech, tracks["pitched"][:t], fv
-        with torch.inference_mode():
-            sp, pt, fvt = (to_device(a, self.device) for a in (speech_f, pitched_f, fv_f))
-            if update:
-                self.normalizer.update(feats, normalizer_weights(sp, pt, fvt, stats.n_channels, stats.f0_channel))
-            z = self.normalizer(feats, pt, fvt).to(torch.float32)
+                    f = whisper_frame_features(x, tracks, descriptor_matrix(tracks), speech, fv)
+                    paths[True] = (to_device(f["feats"], self.device), f["speech"], f["pitched"], f["fvalid"])
+                else:
+                    feats, _ = raw_features(x, self.device, tracks)
+                    paths[False] = (feats, speech, tracks["pitched"][:t], fv)
+            feats, speech_f, pitched_f, fv_f = paths[stats.whisper]
+            with torch.inference_mode():
+                sp, pt, fvt = (to_device(a, self.device) for a in (speech_f, pitched_f, fv_f))
+                if update:
+                    norm.update(feats, normalizer_weights(sp, pt, fvt, stats.n_channels, stats.f0_channel))
+                z = norm(feats, pt, fvt).to(torch.float32)
+            views.append((z, fvt))
+            first = first or (speech_f, pitched_f)
         cues = compute_cues(cue_x, v, n_bad, probs, cv, tracks["pitched"][:t], fv, duration)
         self.windows += 1
-        return VoiceFeatures(z, fvt, cues, speech_f, pitched_f)
+        assert first is not None
+        return VoiceFeatures(views[0][0], views[0][1], cues, first[0], first[1], tuple(views))

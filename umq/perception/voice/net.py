@@ -25,6 +25,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -126,6 +127,13 @@ def build_voice_net(config: dict) -> nn.Module:
     """The encoder named by ``config["arch"]``: ``crnn_asp`` (log-mel CRNN) or ``whisper_asp``
     (:class:`~umq.perception.voice.head.WhisperHeadNet` on the Whisper front-end)."""
     arch = config.get("arch", "crnn_asp")
+    if arch == "ensemble":
+        from umq.perception.voice.ensemble import VoiceEnsemble
+
+        members = [build_voice_net(c) for c in config["members"]]
+        for m in members:  # placeholders until the checkpoint's priors are set (load_voice_net)
+            m.feature_stats = _placeholder_stats(m)
+        return VoiceEnsemble(members)
     if arch == "crnn_asp":
         return VoiceEmotionNet(config)
     if arch == "whisper_asp":
@@ -135,14 +143,40 @@ def build_voice_net(config: dict) -> nn.Module:
     raise ValueError(f"unknown voice encoder arch {arch!r}")
 
 
+def _placeholder_stats(net: nn.Module) -> FeatureStats:
+    from umq.perception.voice.features import FEATURE_NAMES
+    from umq.perception.voice.whisper import WHISPER_FEATURE_NAMES
+
+    names = WHISPER_FEATURE_NAMES if net.config.get("arch") == "whisper_asp" else FEATURE_NAMES
+    return FeatureStats(np.zeros(len(names)), np.ones(len(names)), names=names)
+
+
+def _stats_json(net: nn.Module):
+    stats = net.feature_stats
+    if stats is None:
+        raise ValueError("a voice checkpoint needs the feature stats (speaker normaliser prior)")
+    return [s.to_json() for s in stats] if isinstance(stats, tuple) else stats.to_json()
+
+
+def _set_stats(net: nn.Module, blob) -> None:
+    """A single encoder's prior, or one per ensemble member (a list in the checkpoint)."""
+    if isinstance(blob, list):
+        members = getattr(net, "members", None)
+        if members is None or len(members) != len(blob):
+            raise ValueError(f"{len(blob)} feature stats for an encoder that is not a {len(blob)}-member ensemble")
+        for m, b in zip(members, blob):
+            m.feature_stats = FeatureStats.from_json(b)
+    else:
+        net.feature_stats = FeatureStats.from_json(blob)
+
+
 def count_parameters(net: nn.Module) -> int:
     return sum(p.numel() for p in net.parameters())
 
 
 # ---------------------------------------------------------------------------------------------- checkpoint
 def save_voice_net(net: nn.Module, path: str | Path, metrics: dict | None = None) -> Path:
-    if net.feature_stats is None:
-        raise ValueError("a voice checkpoint needs the feature stats (speaker normaliser prior)")
+    stats = _stats_json(net)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     blob = {
@@ -150,7 +184,7 @@ def save_voice_net(net: nn.Module, path: str | Path, metrics: dict | None = None
         "config": dict(net.config),
         "labels": list(net.labels),
         "metrics": metrics if metrics is not None else net.metrics,
-        "feature_stats": net.feature_stats.to_json(),
+        "feature_stats": stats,
         "state_dict": {k: v.detach().cpu().clone() for k, v in net.state_dict().items()},
     }
     torch.save(blob, path)
@@ -169,7 +203,7 @@ def load_voice_net(path: str | Path | None = None, device: torch.device | str | 
     try:
         net = build_voice_net(blob["config"])
         net.load_state_dict(blob["state_dict"])
-        net.feature_stats = FeatureStats.from_json(blob["feature_stats"])
+        _set_stats(net, blob["feature_stats"])
     except Exception as e:
         raise weights_mismatch(path, "voice encoder", e) from e
     net.metrics = blob.get("metrics", {})

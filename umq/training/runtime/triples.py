@@ -166,7 +166,8 @@ def build_voice_cache(ravdess: Path, actors: list[int], seed: int, device: str =
                       per_actor: int | None = None) -> ModalityCache:
     """``per_actor``: a random subset of that many clips of every actor (all when None)."""
     from umq.perception.voice.corrupt import corrupt, mix_at_snr, synthetic_babble
-    from umq.perception.voice.frontend import VoiceFrontEnd, collate
+    from umq.perception.voice.ensemble import encode
+    from umq.perception.voice.frontend import VoiceFrontEnd, collate_views
     from umq.perception.voice.net import load_voice_net
     from umq.training.voice.clips import center_crop, read_audio, read_labels
 
@@ -211,8 +212,7 @@ def build_voice_cache(ravdess: Path, actors: list[int], seed: int, device: str =
                             vv = vv & valid
                     feats.append(fe(sig, vv, update=False))
                 with torch.inference_mode():
-                    xb, mb = collate(feats)
-                    logits, emb = net(xb, mb)
+                    logits, emb = encode(net, collate_views(feats))
                     probs = logits.softmax(-1)
                 for v, f in enumerate(feats):
                     x[i, v] = voice_vector(emb[v].cpu(), probs[v].cpu(), f.cues).numpy()

@@ -38,7 +38,9 @@ import torch
 from umq.labels import EMOTIONS
 from umq.metrics import classification_report
 from umq.perception.voice.corrupt import corrupt
-from umq.perception.voice.frontend import VoiceFrontEnd, collate
+from umq.perception.voice.ensemble import VoiceEnsemble
+from umq.perception.voice.ensemble import predict as predict_voice
+from umq.perception.voice.frontend import VoiceFrontEnd, collate_views
 from umq.perception.voice.net import VoiceEmotionNet, load_voice_net
 from umq.training.data.voice_corpora import CALM, CORPUS_CLASSES, VOICE_LABELS, VoiceClip, load_extra, load_ravdess
 from umq.training.voice.cache import place
@@ -58,8 +60,11 @@ def parse_range(s: str) -> set[int]:
 
 def clip_logits(net, feats) -> torch.Tensor:
     """8 logits (Ekman-7 + calm) for one window; the CRNN's calm logit is its neutral logit."""
-    x, m = collate([feats])
+    views = collate_views([feats])
     with torch.inference_mode():
+        if isinstance(net, VoiceEnsemble):
+            return net.logits8(views)[0][0].float().cpu()
+        x, m = views[0]
         if hasattr(net, "logits8"):
             return net.logits8(x, m)[0][0].float().cpu()
         z = net(x, m)[0][0].float().cpu()
@@ -275,8 +280,7 @@ def evaluate_audio_folder(data_dir: str | Path, net: VoiceEmotionNet, device: to
                 fe(xs, v)
         for r, (xs, v) in windows:
             feats = fe(xs, v, update=not enrol)
-            xb, mb = collate([feats])
-            probs, _ = net.predict(xb, mb)
+            probs, _ = predict_voice(net, collate_views([feats]))
             y_true.append(r["label"])
             y_pred.append(int(probs.argmax(-1).item()))
             if bar is not None:

@@ -213,9 +213,11 @@ def app_voice(args) -> dict:
         pv.append(int(np.argmax(np.mean(enc, 0))) if enc else -1)
     y, p, pv = np.asarray(y), np.asarray(p), np.asarray(pv)
     out = {"n": len(y), "accuracy": round(float((y == p).mean()), 4), "clips_without_window": empty,
-           "windows": len(rows), "video": str(video)}
-    if (pv >= 0).all():  # the voice encoder's own probabilities in the same windows (independent of fusion)
-        out["voice_encoder_accuracy"] = round(float((y == pv).mean()), 4)
+           "windows": len(rows), "video": str(video),
+           # the voice encoder's own probabilities in the same windows (independent of fusion); a clip whose
+           # windows carry none (all "mic silent", say) counts as wrong
+           "voice_encoder_accuracy": round(float((y == pv).mean()), 4),
+           "clips_without_voice_prediction": int((pv < 0).sum())}
     print(json.dumps(out))
     return out
 

@@ -2,8 +2,9 @@
 
 Why: the two encoders make different mistakes. The log-mel CRNN (RAVDESS only) and the Whisper-tiny.en heads
 (RAVDESS + URDU + TurEV-DB) each score about 0.70 on the held-out RAVDESS actors 17-20, and the average of their
-class log-probabilities scores clearly more on held-out speakers (numbers and the inner-split check that chose it:
-``docs/voice-encoder.md``). The members share one window's sanitised audio, voice activity and descriptors
+class log-probabilities scores 4-6 points more at the encoder level on held-out speakers (numbers, the inner-split
+check that chose it, and a 60-clip through-the-app check that shows no difference: ``docs/voice-encoder.md``).
+The members share one window's sanitised audio, voice activity and descriptors
 (:class:`~umq.perception.voice.frontend.VoiceFrontEnd` computes them once); each member keeps its own feature
 path and its own speaker normaliser, because each was trained on its own channel layout and prior.
 

@@ -124,8 +124,9 @@ class VoiceEmotionNet(nn.Module):
 
 
 def build_voice_net(config: dict) -> nn.Module:
-    """The encoder named by ``config["arch"]``: ``crnn_asp`` (log-mel CRNN) or ``whisper_asp``
-    (:class:`~umq.perception.voice.head.WhisperHeadNet` on the Whisper front-end)."""
+    """The encoder named by ``config["arch"]``: ``crnn_asp`` (log-mel CRNN), ``whisper_asp``
+    (:class:`~umq.perception.voice.head.WhisperHeadNet` on the Whisper front-end) or ``ensemble``
+    (:class:`~umq.perception.voice.ensemble.VoiceEnsemble` of the configs in ``config["members"]``)."""
     arch = config.get("arch", "crnn_asp")
     if arch == "ensemble":
         from umq.perception.voice.ensemble import VoiceEnsemble

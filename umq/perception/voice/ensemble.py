@@ -28,7 +28,8 @@ ARCH = "ensemble"
 
 
 class VoiceEnsemble(nn.Module):
-    """Members (each a voice encoder with its ``feature_stats``) read their own view of one window.
+    """Members (each a voice encoder with its ``feature_stats``; a saved ensemble needs them all) read their own
+    view of one window.
 
     ``forward(views)`` takes one ``(x [B, C_k, T_k], mask [B, T_k])`` pair per member, in member order (what
     :attr:`VoiceFeatures.views <umq.perception.voice.frontend.VoiceFeatures.views>` holds)."""
@@ -40,8 +41,6 @@ class VoiceEnsemble(nn.Module):
         dims = {int(m.embedding_dim) for m in members}
         if len(dims) != 1:
             raise ValueError(f"voice ensemble members disagree on the embedding size: {sorted(dims)}")
-        if any(getattr(m, "feature_stats", None) is None for m in members):
-            raise ValueError("every voice ensemble member needs its feature stats (speaker normaliser prior)")
         self.members = nn.ModuleList(members)
         self.config = {"arch": ARCH, "members": [dict(m.config) for m in members]}
         self.labels: tuple[str, ...] = EMOTIONS
@@ -58,39 +57,30 @@ class VoiceEnsemble(nn.Module):
 
     def forward(self, views: Sequence[tuple[torch.Tensor, torch.Tensor | None]]
                 ) -> tuple[torch.Tensor, torch.Tensor]:
-        if len(views) != len(self.members):
-            raise ValueError(f"the voice ensemble has {len(self.members)} members, got {len(views)} feature views")
-        logp, embs = [], []
-        for net, (x, mask) in zip(self.members, views):
-            logits, e = net(x, mask)
-            logp.append(logits.log_softmax(-1))
-            embs.append(e)
-        return torch.stack(logp).mean(0), torch.stack(embs).mean(0)
+        return self._average(views, calm=False)
 
     def logits8(self, views: Sequence[tuple[torch.Tensor, torch.Tensor | None]]
                 ) -> tuple[torch.Tensor, torch.Tensor]:
         """``(log-probabilities [B, 8] over Ekman-7 + calm, embedding)`` for scoring corpora that label calm: a
         member without a calm output (the log-mel CRNN) gives calm its neutral score."""
+        return self._average(views, calm=True)
+
+    def _average(self, views: Sequence[tuple[torch.Tensor, torch.Tensor | None]], calm: bool
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean of the members' log-probabilities (7 classes, or 8 with ``calm``) and of their embeddings."""
+        if len(views) != len(self.members):
+            raise ValueError(f"the voice ensemble has {len(self.members)} members, got {len(views)} feature views")
         logp, embs = [], []
         for net, (x, mask) in zip(self.members, views):
-            if hasattr(net, "logits8"):
+            if calm and hasattr(net, "logits8"):
                 z, e = net.logits8(x, mask)
             else:
                 z, e = net(x, mask)
-                z = torch.cat([z, z[:, :1]], 1)
+                if calm:
+                    z = torch.cat([z, z[:, :1]], 1)
             logp.append(z.log_softmax(-1))
             embs.append(e)
         return torch.stack(logp).mean(0), torch.stack(embs).mean(0)
-
-    @torch.inference_mode()
-    def predict(self, views: Sequence[tuple[torch.Tensor, torch.Tensor | None]]
-                ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Eval-mode ``(probabilities [B, 7], embedding [B, 128])``."""
-        was = self.training
-        self.eval()
-        logits, e = self(views)
-        self.train(was)
-        return logits.softmax(-1), e
 
 
 def encode(net: nn.Module, views: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:

@@ -161,7 +161,7 @@ class VoiceFrontEnd:
         speech = speech_frames(probs, t) & fv if self.use_vad else fv.copy()
         tracks = descriptor_tracks(x)
         paths: dict[bool, tuple] = {}  # whisper? -> (raw features, speech, pitched, valid); each path runs once
-        views, first = [], None
+        outs = []  # per member: (features, mask, speech, pitched)
         for norm in self.normalizers:
             stats = norm.stats
             if stats.whisper not in paths:
@@ -179,9 +179,8 @@ class VoiceFrontEnd:
                 if update:
                     norm.update(feats, normalizer_weights(sp, pt, fvt, stats.n_channels, stats.f0_channel))
                 z = norm(feats, pt, fvt).to(torch.float32)
-            views.append((z, fvt))
-            first = first or (speech_f, pitched_f)
+            outs.append((z, fvt, speech_f, pitched_f))
         cues = compute_cues(cue_x, v, n_bad, probs, cv, tracks["pitched"][:t], fv, duration)
         self.windows += 1
-        assert first is not None
-        return VoiceFeatures(views[0][0], views[0][1], cues, first[0], first[1], tuple(views))
+        z, fvt, speech_f, pitched_f = outs[0]
+        return VoiceFeatures(z, fvt, cues, speech_f, pitched_f, tuple((o[0], o[1]) for o in outs))

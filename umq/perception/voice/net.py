@@ -25,7 +25,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -131,10 +130,7 @@ def build_voice_net(config: dict) -> nn.Module:
     if arch == "ensemble":
         from umq.perception.voice.ensemble import VoiceEnsemble
 
-        members = [build_voice_net(c) for c in config["members"]]
-        for m in members:  # placeholders until the checkpoint's priors are set (load_voice_net)
-            m.feature_stats = _placeholder_stats(m)
-        return VoiceEnsemble(members)
+        return VoiceEnsemble([build_voice_net(c) for c in config["members"]])
     if arch == "crnn_asp":
         return VoiceEmotionNet(config)
     if arch == "whisper_asp":
@@ -144,18 +140,10 @@ def build_voice_net(config: dict) -> nn.Module:
     raise ValueError(f"unknown voice encoder arch {arch!r}")
 
 
-def _placeholder_stats(net: nn.Module) -> FeatureStats:
-    from umq.perception.voice.features import FEATURE_NAMES
-    from umq.perception.voice.whisper import WHISPER_FEATURE_NAMES
-
-    names = WHISPER_FEATURE_NAMES if net.config.get("arch") == "whisper_asp" else FEATURE_NAMES
-    return FeatureStats(np.zeros(len(names)), np.ones(len(names)), names=names)
-
-
 def _stats_json(net: nn.Module):
     stats = net.feature_stats
-    if stats is None:
-        raise ValueError("a voice checkpoint needs the feature stats (speaker normaliser prior)")
+    if stats is None or (isinstance(stats, tuple) and any(s is None for s in stats)):
+        raise ValueError("a voice checkpoint needs the feature stats (speaker normaliser prior) of every encoder")
     return [s.to_json() for s in stats] if isinstance(stats, tuple) else stats.to_json()
 
 

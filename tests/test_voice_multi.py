@@ -221,3 +221,21 @@ def test_ensemble_checkpoint_errors_name_the_file(two_front_ends, tmp_path):
     torch.save(blob, bad)
     with pytest.raises((CheckpointError, ValueError), match="one_prior.pt"):
         load_voice_net(bad, device="cpu")
+
+
+def test_whisper_log_mel_equals_faster_whispers_feature_extractor():
+    """The live path computes Whisper's log-mel with torch.stft; the heads were trained on faster-whisper's."""
+    from faster_whisper.feature_extractor import FeatureExtractor
+
+    from umq.perception.voice.whisper import log_mel
+
+    fe = FeatureExtractor(80)
+    rng = np.random.default_rng(0)
+    for n in (640, 16000, 32000, 32160 + 37):
+        x = (rng.standard_normal(n) * rng.uniform(0.001, 0.5)).astype(np.float32)
+        ref = fe(x, padding=0)
+        got = log_mel(x, fe.mel_filters)
+        assert got.shape == ref.shape and got.dtype == np.float32
+        assert np.abs(got - ref).max() < 1e-5, n
+    silence = np.zeros(32000, np.float32)
+    assert np.allclose(log_mel(silence, fe.mel_filters), fe(silence, padding=0))

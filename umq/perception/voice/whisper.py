@@ -16,6 +16,7 @@ pitched 10 ms frames).
 """
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import threading
@@ -73,13 +74,36 @@ class WhisperEncoder:
         n = min(max(x.shape[0], 2 * WHISPER_HOP), WHISPER_MAX_MEL * 160)
         xx = np.zeros(n, np.float32)
         xx[: min(n, x.shape[0])] = x[:n]
-        mel = fe(xx, padding=0)
+        mel = log_mel(xx, fe.mel_filters)
         mel = mel[:, : 2 * (mel.shape[1] // 2)]
         sv = ctranslate2.StorageView.from_array(np.ascontiguousarray(mel[None], dtype=np.float32))
         out = np.asarray(model.encode(sv, to_cpu=True), dtype=np.float32)[0].T  # [384, frames]
         if out.shape[1] < t:
             out = np.pad(out, ((0, 0), (0, t - out.shape[1])), mode="edge")
         return out[:, :t]
+
+
+@functools.lru_cache(maxsize=1)
+def _hann():
+    import torch
+
+    return torch.hann_window(400, periodic=True)
+
+
+def log_mel(x: np.ndarray, filters: np.ndarray) -> np.ndarray:
+    """Whisper's 80-band log-mel of ``x`` (``[80, N // 160]`` float32), as faster-whisper's ``FeatureExtractor``
+    computes it with ``padding=0`` (periodic Hann 400, hop 160, reflect-centred, last frame dropped, log10 floored
+    8 below the maximum, then ``(v + 4) / 4``) but with ``torch.stft``: a quarter of its CPU time per window
+    (~0.9 ms instead of ~3.4 ms for 2 s), equal to it within 1e-6 (``tests/test_voice_multi.py``)."""
+    import torch
+
+    with torch.inference_mode():
+        spec = torch.stft(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)), 400, 160,
+                          window=_hann(), center=True, pad_mode="reflect", return_complex=True)  # type: ignore[arg-type]
+        mel = torch.from_numpy(filters) @ (spec[:, :-1].abs() ** 2)
+        log_spec = torch.clamp(mel, min=1e-10).log10()
+        log_spec = torch.maximum(log_spec, log_spec.max() - 8.0)
+        return ((log_spec + 4.0) / 4.0).numpy()
 
 
 def pool_pairs(a: np.ndarray, t: int, how: str = "mean") -> np.ndarray:

@@ -98,3 +98,81 @@ def test_ladder_spearman_reads_a_falling_gauge_as_minus_one():
             {"version": "drop@0.8", "mean_gauge": 0.9}, {"version": "null", "mean_gauge": 0.0}]
     rho = ladder_spearman(rows)
     assert rho["blur"] == -1.0 and rho["drop"] > -0.9
+
+
+def test_raw_threshold_inverts_the_calibration_so_the_gate_can_run_on_the_device():
+    rng = np.random.default_rng(3)
+    x = np.sort(rng.random(12))
+    y = np.sort(rng.random(12))
+    cal = QualityCalibration({"audio": (tuple(x), tuple(y))}, gate=0.3)
+    for tau in (0.05, 0.3, float(y[4]), 0.99):
+        thr = cal.raw_threshold("audio", tau)
+        raw = rng.random(500)
+        below = np.array([cal("audio", r) < tau for r in raw])
+        assert np.array_equal(below, raw < thr), tau
+    assert cal.raw_thresholds(("audio", "video"))[1] == 0.3  # uncalibrated modality: identity map
+    assert QualityCalibration({"audio": (tuple(x), tuple(y))}).raw_thresholds(("audio",)) is None
+    with pytest.raises(ValueError, match="gate"):
+        QualityCalibration(gate=1.5)
+
+
+def test_gate_leaves_a_modality_out_exactly_as_if_it_were_removed(sampler):
+    from umq.training.runtime.evaluation import run, validation_triples
+
+    s, caches = sampler
+    torch.manual_seed(0)
+    model = UMQ(model_config("umq")).eval()
+    trip = validation_triples(caches, 3, 0)
+    never = np.full(len(MODALITIES), -np.inf)
+    always_video = np.array([np.inf, -np.inf, -np.inf])
+    plain = run(model, s, trip, {"video": "blur@0.8"}, {})[0]
+    removed = run(model, s, trip, {"video": "blur@0.8"}, {"video": False})[0]
+    assert not np.allclose(plain, removed)
+    assert np.allclose(run(model, s, trip, {"video": "blur@0.8"}, {}, never)[0], plain)
+    assert np.allclose(run(model, s, trip, {"video": "blur@0.8"}, {}, always_video)[0], removed, atol=1e-6)
+    # the quality reported is still the first pass's: the gauge shows what the input was like
+    assert np.allclose(run(model, s, trip, {}, {}, always_video)[1], run(model, s, trip, {}, {})[1])
+    # a per-item gate: items whose raw video quality is below the threshold get the removed answer, others not
+    q_video = run(model, s, trip, {"video": "blur@0.8"}, {})[1][:, 0]
+    cut = np.array([np.median(q_video), -np.inf, -np.inf])
+    mixed = run(model, s, trip, {"video": "blur@0.8"}, {}, cut)[0]
+    low = q_video < cut[0]
+    assert low.any() and (~low).any()
+    assert np.allclose(mixed[low], removed[low], atol=1e-6) and np.allclose(mixed[~low], plain[~low], atol=1e-6)
+
+
+def test_gate_choice_scores_every_threshold_and_prefers_no_gate_on_a_tie(sampler):
+    from umq.training.runtime.evaluation import validation_triples
+    from umq.training.runtime.gate import GRID, choose
+
+    s, caches = sampler
+    torch.manual_seed(0)
+    model = UMQ(model_config("umq")).eval()
+    # a calibration that reads every raw score as 1: no threshold can leave anything out, so all tie
+    cal = QualityCalibration({m: ((0.0, 1.0), (1.0, 1.0)) for m in MODALITIES})
+    chosen, rows = choose(model, s, validation_triples(caches, 2, 0, part="fit"), cal)
+    assert [r["gate"] for r in rows] == list(GRID) and chosen == 0.0
+    assert len({r["mean_all_columns"] for r in rows}) == 1
+    assert all(r["clean_items_left_out"] == {m: 0.0 for m in MODALITIES} for r in rows)
+    # reading every score as 0 leaves every modality out at any gate > 0: the answer is the all-missing one
+    dead = QualityCalibration({m: ((0.0, 1.0), (0.0, 0.0)) for m in MODALITIES})
+    _, rows = choose(model, s, validation_triples(caches, 2, 0, part="fit"), dead)
+    assert all(r["clean_items_left_out"] == {m: 1.0 for m in MODALITIES} for r in rows[1:])
+
+
+def test_app_gate_simulation_takes_the_removed_runs_window_only_where_that_run_exists():
+    from umq.training.runtime.gate import gate_app_rows
+
+    def row(t0, q, probs, states=("ok", "ok", "ok")):
+        return {"t0": t0, "t1": t0 + 2.0, "probs": probs,
+                "modalities": {m: {"quality": qm, "state": st} for m, qm, st in zip(MODALITIES, q, states)}}
+
+    noisy = [row(0.0, (0.9, 0.05, 0.8), {"happy": 1.0}), row(0.5, (0.9, 0.6, 0.8), {"happy": 1.0}),
+             row(1.0, (0.05, 0.05, 0.8), {"happy": 1.0})]  # two modalities low: no run removes both
+    muted = [row(t, (0.9, 0.0, 0.8), {"sad": 1.0}, ("ok", "missing", "ok")) for t in (0.0, 0.5, 1.0)]
+    gated, counts = gate_app_rows({"voice_0db": noisy, "mic_muted": muted}, 0.1)
+    assert [r["probs"] for r in gated["voice_0db"]] == [{"sad": 1.0}, {"happy": 1.0}, {"happy": 1.0}]
+    assert counts["voice_0db"] == {"windows": 3, "replaced": 1, "not_simulated": 1}
+    assert gated["mic_muted"] == muted  # a missing modality is never "below the gate"
+    ungated, counts = gate_app_rows({"voice_0db": noisy, "mic_muted": muted}, 0.0)
+    assert ungated["voice_0db"] == noisy and counts["voice_0db"]["replaced"] == 0

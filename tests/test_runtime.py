@@ -184,3 +184,35 @@ def test_a_flickering_microphone_gives_valid_results_that_do_not_drift(analyzer,
         assert (r.state["audio"] == "missing") == bool(k % 2), (k, r.state)
     first, last = results[0].probs, results[-2].probs
     assert max(abs(first[e] - last[e]) for e in first) < 0.05, (first, last)
+
+
+def _gated_calibration(tmp_path, left_out: set[str]):
+    """A calibration whose map reads 0 for the modalities in ``left_out`` and 1 for the others, gate 0.3."""
+    from umq.runtime.calibration import QualityCalibration
+
+    knots = {m: ((0.0, 1.0), (0.0, 0.0) if m in left_out else (1.0, 1.0)) for m in ("video", "audio", "text")}
+    path = tmp_path / f"cal_{'_'.join(sorted(left_out))}.json"
+    QualityCalibration(knots, gate=0.3).save(path)
+    return path
+
+
+def test_the_quality_gate_leaves_a_modality_out_exactly_as_if_it_were_missing(tmp_path, clean_window):
+    a = Analyzer(calibration=_gated_calibration(tmp_path, {"video"}))
+    gated = _analyse(a, clean_window)
+    video = gated.modalities["video"]
+    assert video.state == "low" and video.reason.startswith("left out of the fusion"), video
+    assert gated.quality["audio"] == 1.0 and "left out" not in gated.reason["audio"], gated.reason
+    removed = _analyse(a, clean_window, LabSettings(camera_off=True))  # the model told the camera is off
+    assert removed.state["video"] == "missing"
+    assert np.allclose(list(gated.probs.values()), list(removed.probs.values()), atol=1e-5)
+    plain = _analyse(Analyzer(calibration=None), clean_window)  # no calibration, no gate
+    assert not np.allclose(list(plain.probs.values()), list(removed.probs.values()), atol=1e-3)
+    a.close()
+
+
+def test_every_modality_left_out_names_no_class(tmp_path, clean_window):
+    a = Analyzer(calibration=_gated_calibration(tmp_path, {"video", "audio", "text"}))
+    r = _analyse(a, clean_window)
+    assert r.no_evidence and r.label == "", r.reason
+    assert all(s == "low" for s in r.state.values()) and all("left out" in x for x in r.reason.values())
+    a.close()

@@ -22,6 +22,9 @@ def test_reason_names_flags_when_low_and_nothing_when_ok():
     assert state_reason("low", "", ("too dark", "blurred"), 0.2) == "too dark; blurred"
     assert state_reason("low", "", (), 0.31) == "low quality (0.31)"
     assert state_reason("idle", "", (), 0.0) == "nobody spoke"
+    # left out of the fusion by the quality gate: said first, with the number and the gate
+    assert state_reason("low", "", ("too dark",), 0.08, left_out_below=0.15) == (
+        "left out of the fusion (quality 0.08 < 0.15); too dark")
 
 
 def test_no_evidence_when_nothing_usable_or_near_uniform():

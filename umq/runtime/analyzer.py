@@ -199,6 +199,9 @@ class Analyzer:
                                                                         self.device)
         self.baseline = load_runtime_model(cfg.baseline, self.device)[0] if cfg.baseline else None
         self.calibration = QualityCalibration.load(cfg.calibration) if cfg.calibration else QualityCalibration()
+        gate = self.calibration.raw_thresholds(MODALITIES)
+        # the quality gate as raw-score thresholds on the device: the decision needs no host round trip
+        self._gate = None if gate is None else torch.as_tensor(gate, dtype=torch.float32, device=self.device)
         self.forward_timings: dict = {}
         if cfg.fast:  # the fastest forward that matches eager mode, measured here (see umq/runtime/fast.py)
             self._forward, self.forward_mode, self.forward_timings = choose_forward(self.model, DIMS, self.device)
@@ -447,7 +450,14 @@ class Analyzer:
         xs, present = self._inputs(p)
         probs_t, q_t, routing_t = self._forward(xs, present)
         C, M = len(EMOTIONS), len(MODALITIES)
-        parts = [probs_t[0], q_t[0]]
+        used = present
+        if self._gate is not None:
+            # quality gate: a present modality whose calibrated quality is below the gate is left out, as if it
+            # were missing (the second pass always runs, so there is no host sync; q stays the first pass's)
+            used = present & (q_t >= self._gate)
+            kept = tuple(x * used[:, i].view(1, 1, 1) for i, x in enumerate(xs))
+            probs_t, _, routing_t = self._forward(kept, used)
+        parts = [probs_t[0], q_t[0], used[0].to(probs_t.dtype)]
         own = [m for m, mp in p.modalities.items() if mp.probs is not None]
         parts += [p.modalities[m].probs for m in own]  # type: ignore[misc]
         if self._baseline_forward is not None:
@@ -456,7 +466,7 @@ class Analyzer:
             parts.append(routing_t[0])
         host = to_host(torch.cat(parts).float()).astype(np.float64)  # the one device -> host copy
         umq_ms = (time.perf_counter() - t) * 1000
-        probs, q, rest = host[:C], host[C:C + M], host[C + M:]
+        probs, q, used_h, rest = host[:C], host[C:C + M], host[C + M:C + 2 * M] > 0.5, host[C + 2 * M:]
         own_probs = {m: rest[i * C:(i + 1) * C] for i, m in enumerate(own)}
         rest = rest[len(own) * C:]
         baseline = None
@@ -465,16 +475,19 @@ class Analyzer:
             rest = rest[C:]
         routing = rest
         probs = probs / probs.sum()
-        reports = {}
+        reports, fused_states = {}, {}
         for i, name in enumerate(MODALITIES):
             mp = p.modalities[name]
             quality = self.calibration(name, float(np.clip(q[i], 0.0, 1.0))) if mp.present else 0.0
+            left_out = mp.present and not used_h[i]
             state = modality_state(mp.present, quality, mp.idle, mp.flags, self.calibration.fitted)
             pred = Prediction(_distribution(own_probs[name])) if name in own_probs else None
-            reports[name] = ModalityReport(quality, state, state_reason(state, mp.reason, mp.flags, quality),
-                                           mp.flags, mp.cues, pred)
+            reason = state_reason(state, mp.reason, mp.flags, quality,
+                                  self.calibration.gate if left_out else None)
+            reports[name] = ModalityReport(quality, state, reason, mp.flags, mp.cues, pred)
+            fused_states[name] = "missing" if left_out else state
         fused = {e: float(v) for e, v in zip(EMOTIONS, probs)}
-        evidence = has_evidence({m: r.state for m, r in reports.items()}, fused)
+        evidence = has_evidence(fused_states, fused)
         label = EMOTIONS[int(probs.argmax())] if evidence else ""
         lab = {k: str(v) for k, v in self.lab.settings.describe().items() if v} if self.lab.settings.active else {}
         return Result(index=p.window.index, t0=p.window.t0, t1=p.window.t1, probs=fused, label=label,

@@ -8,11 +8,13 @@ it as a flag (:attr:`umq.result.ModalityReport.flags`), also marks the modality 
   transcript source). The model is told.
 * ``idle``: the source is there but had nothing to say in this window (a transcript source with nobody
   speaking). The model is told exactly as for ``missing``; the person sees the difference.
-* ``low``: quality below :data:`LOW_QUALITY`, or a cue flag (too dark, noisy, garbled text).
+* ``low``: quality below :data:`LOW_QUALITY`, or a cue flag (too dark, noisy, garbled text). Below the quality
+  gate (:attr:`umq.runtime.calibration.QualityCalibration.gate`, at most :data:`LOW_QUALITY`, fitted with the
+  calibration) a low modality is also left out of the fusion, and its reason says so first.
 * ``ok``: otherwise.
 
-No evidence (label withheld, "no usable input"): no modality is ``ok`` or ``low``, or the fused distribution is
-near uniform (its top probability within :data:`NEAR_UNIFORM_MARGIN` of ``1 / classes``).
+No evidence (label withheld, "no usable input"): no modality is ``ok`` or ``low`` and used by the fusion, or the
+fused distribution is near uniform (its top probability within :data:`NEAR_UNIFORM_MARGIN` of ``1 / classes``).
 """
 from __future__ import annotations
 
@@ -45,14 +47,19 @@ def modality_state(present: bool, quality: float, idle: bool = False, flags: Ite
     return "ok"
 
 
-def state_reason(state: str, reason: str, flags: Iterable[str], quality: float) -> str:
+def state_reason(state: str, reason: str, flags: Iterable[str], quality: float,
+                 left_out_below: float | None = None) -> str:
     """The sentence shown with the badge: the capture/cue reason when missing or idle, the flags or the number
-    when low, nothing when ok."""
+    when low, nothing when ok. ``left_out_below``: the quality gate, when the modality was left out of the
+    fusion for reading below it (:attr:`umq.runtime.calibration.QualityCalibration.gate`); said first, because
+    it changes what the fused answer rests on."""
     if state in ("missing", "idle"):
         return reason or ("nobody spoke" if state == "idle" else "missing")
     if state == "low":
-        found = "; ".join(flags)
-        return found or f"low quality ({quality:.2f})"
+        found = "; ".join(flags) or f"low quality ({quality:.2f})"
+        if left_out_below is not None:
+            return f"left out of the fusion (quality {quality:.2f} < {left_out_below:.2f}); {found}"
+        return found
     return ""
 
 

@@ -36,7 +36,7 @@ from umq.training.text.appcheck import srt_time
 log = logging.getLogger(__name__)
 CONDITIONS = ("clean", "face_covered", "face_blurred", "voice_0db", "mic_muted", "no_transcript")
 W, H, FPS, SR = 640, 480, 15, 16_000
-VAL_VOICE_ACTORS = {19, 20}  # the report half of the runtime validation (actors 17-18 fitted the calibration)
+HALVES = {"report": (1, {19, 20}), "fit": (0, {17, 18})}  # (first FER/MELD item, RAVDESS actors)
 
 
 @dataclass(frozen=True)
@@ -47,9 +47,11 @@ class Item:
     line: str
 
 
-def load_items(root: Path, per_class: int, seed: int = 0) -> list[Item]:
+def load_items(root: Path, per_class: int, seed: int = 0, half: str = "report") -> list[Item]:
     """``per_class`` triples per class, drawn from the report half of the validation data (odd FER
-    ``public_test`` faces, RAVDESS actors 19-20, odd MELD ``dev`` lines), classes interleaved."""
+    ``public_test`` faces, RAVDESS actors 19-20, odd MELD ``dev`` lines), classes interleaved. ``half="fit"``
+    draws from the other half (even items, actors 17-18: what the calibration and the gate are fitted on)."""
+    first, actors = HALVES[half]
     from umq.perception.face.net import to_app_index
     from umq.training.data.text import read_meld_dialogues
     from umq.training.data.voice_corpora import load_ravdess
@@ -57,13 +59,13 @@ def load_items(root: Path, per_class: int, seed: int = 0) -> list[Item]:
 
     rng = np.random.default_rng(seed)
     with np.load(root / "fer2013" / "public_test.npz", allow_pickle=False) as d:
-        faces = d["images"][1::2]
-        face_y = to_app_index([str(c) for c in d["classes"]])[d["labels"].astype(np.int64)][1::2]
-    clips = [c for c in load_ravdess(root, VAL_VOICE_ACTORS) if c.label < len(EMOTIONS)]  # calm has no slot
+        faces = d["images"][first::2]
+        face_y = to_app_index([str(c) for c in d["classes"]])[d["labels"].astype(np.int64)][first::2]
+    clips = [c for c in load_ravdess(root, actors) if c.label < len(EMOTIONS)]  # calm has no slot
     voice_y = np.array([c.label for c in clips])
     meld = read_meld_dialogues(root / "text" / "meld_dev_sent_emo.csv")
-    text_y = np.asarray(meld.labels)[1::2]
-    texts = list(meld.texts)[1::2]
+    text_y = np.asarray(meld.labels)[first::2]
+    texts = list(meld.texts)[first::2]
     items = []
     for k in range(len(EMOTIONS)):
         f = rng.permutation(np.flatnonzero(face_y == k))
@@ -153,10 +155,11 @@ def score(rows: list[dict], items: list[Item], seconds: float) -> dict:
     return out
 
 
-def run(root: Path, per_class: int, seconds: float, conditions: list[str], seed: int, work: Path) -> dict:
+def run(root: Path, per_class: int, seconds: float, conditions: list[str], seed: int, work: Path,
+        half: str = "report") -> dict:
     seconds = whole_frames(seconds, FPS)  # the frames, the audio track and the scorer agree on each interval
-    items = load_items(root, per_class, seed)
-    rep: dict = {"per_class": per_class, "seconds": seconds, "seed": seed, "conditions": {}}
+    items = load_items(root, per_class, seed, half)
+    rep: dict = {"per_class": per_class, "seconds": seconds, "seed": seed, "half": half, "conditions": {}}
     for cond in conditions:
         video = write_condition(items, cond, seconds, work, seed)
         out = work / f"{cond}.jsonl"
@@ -179,6 +182,9 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--seconds", type=float, default=4.0, help="how long each item plays")
     ap.add_argument("--conditions", nargs="+", default=list(CONDITIONS), choices=CONDITIONS)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--half", choices=tuple(HALVES), default="report",
+                    help="validation half the items come from: report (default, what docs/results.md quotes) or "
+                         "fit (what the calibration is fitted on)")
     ap.add_argument("--workdir", default=None, help="keep the videos and results here (default: a temp folder)")
     ap.add_argument("--out", default=None, help="write the report as JSON")
 
@@ -192,7 +198,7 @@ def run_cli(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(args.workdir) if args.workdir else Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
-        rep = run(root, args.per_class, args.seconds, args.conditions, args.seed, work)
+        rep = run(root, args.per_class, args.seconds, args.conditions, args.seed, work, args.half)
     print(json.dumps(rep, indent=1))
     if args.out:
         Path(args.out).write_text(json.dumps(rep, indent=1))

@@ -47,18 +47,33 @@ def validation_triples(caches: dict[str, ModalityCache], n_per_class: int, seed:
 
 
 @torch.inference_mode()
-def run(model, s: TripleSampler, trip: dict, versions: dict[str, str], present: dict[str, bool]):
-    """Forward the triples with one version per modality; returns ``(probs, q)`` on the host."""
+def run(model, s: TripleSampler, trip: dict, versions: dict[str, str], present: dict[str, bool],
+        gate: np.ndarray | None = None):
+    """Forward the triples with one version per modality; returns ``(probs, q)`` on the host.
+
+    ``gate``: raw-score thresholds per modality (:meth:`QualityCalibration.raw_thresholds`). A present modality
+    whose raw quality is below its threshold is then left out, as the live analyzer does: a second pass with it
+    flagged missing gives the probabilities; ``q`` stays the first pass's."""
+    n = len(trip["y"])
+    pres = np.array([[present.get(m, True) for m in MODALITIES]] * n)
+    probs, q = _forward(model, s, trip, versions, pres)
+    if gate is not None:
+        keep = pres & (q >= gate[None, :])
+        if not np.array_equal(keep, pres):
+            probs = _forward(model, s, trip, versions, keep)[0]
+    return probs, q
+
+
+def _forward(model, s: TripleSampler, trip: dict, versions: dict[str, str], pres: np.ndarray):
+    """One pass with a per-item presence mask ``[n, M]`` (absent inputs zeroed, as the analyzer does)."""
     inputs = {}
     n = len(trip["y"])
-    for m in MODALITIES:
+    pres_t = torch.from_numpy(pres).to(s.dev)
+    for i, m in enumerate(MODALITIES):
         v = s.versions[m].index(versions.get(m, "clean"))
         xi = s.vectors(m, torch.from_numpy(trip[m]).to(s.dev), torch.full((n,), v, device=s.dev))
-        if not present.get(m, True):
-            xi = ModalityInput(torch.zeros_like(xi.x), xi.mask)
-        inputs[m] = xi
-    pres = torch.tensor([[present.get(m, True) for m in MODALITIES]] * n, device=s.dev)
-    out = model(inputs, pres)
+        inputs[m] = ModalityInput(xi.x * pres_t[:, i].view(-1, *([1] * (xi.x.dim() - 1))), xi.mask)
+    out = model(inputs, pres_t)
     return out.probs.cpu().numpy(), out.q.cpu().numpy()
 
 
@@ -80,8 +95,8 @@ def conditions(versions: dict[str, list[str]]) -> dict[str, tuple[dict, dict]]:
     return conds
 
 
-def evaluate_model(model, s: TripleSampler, trip: dict) -> dict:
-    return {name: score(run(model, s, trip, v, p)[0], trip["y"])
+def evaluate_model(model, s: TripleSampler, trip: dict, gate: np.ndarray | None = None) -> dict:
+    return {name: score(run(model, s, trip, v, p, gate)[0], trip["y"])
             for name, (v, p) in conditions(s.versions).items()}
 
 
@@ -96,17 +111,19 @@ def summary(conds: dict) -> dict:
             "mean_all": round(float(np.mean(missing + corrupted)), 4)}
 
 
-def degraded_vs_removed(model, s: TripleSampler, trip: dict, severity: str = "0.8") -> dict:
+def degraded_vs_removed(model, s: TripleSampler, trip: dict, severity: str = "0.8",
+                        gate: np.ndarray | None = None) -> dict:
     """Per modality: accuracy with that modality clean, degraded by each kind at ``severity``, switched off
     unflagged, and removed (flagged missing); the others clean. "Degraded >= removed" is the property wanted."""
     out = {}
     y = trip["y"]
     for m in MODALITIES:
-        row = {"clean": score(run(model, s, trip, {}, {})[0], y)["accuracy"],
-               "removed": score(run(model, s, trip, {}, {m: False})[0], y)["accuracy"],
-               "off (unflagged)": score(run(model, s, trip, {m: "null"}, {})[0], y)["accuracy"]}
+        row = {"clean": score(run(model, s, trip, {}, {}, gate)[0], y)["accuracy"],
+               "removed": score(run(model, s, trip, {}, {m: False}, gate)[0], y)["accuracy"],
+               "off (unflagged)": score(run(model, s, trip, {m: "null"}, {}, gate)[0], y)["accuracy"]}
         for k in KINDS[m]:
-            row[f"{k}@{severity}"] = score(run(model, s, trip, {m: f"{k}@{severity}"}, {})[0], y)["accuracy"]
+            row[f"{k}@{severity}"] = score(run(model, s, trip, {m: f"{k}@{severity}"}, {}, gate)[0],
+                                           y)["accuracy"]
         out[m] = row
     return out
 

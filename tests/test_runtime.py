@@ -201,6 +201,8 @@ def test_the_quality_gate_leaves_a_modality_out_exactly_as_if_it_were_missing(tm
     gated = _analyse(a, clean_window)
     video = gated.modalities["video"]
     assert video.state == "low" and video.reason.startswith("left out of the fusion"), video
+    assert video.left_out and not video.usable and video.to_json()["left_out"] is True
+    assert not gated.modalities["audio"].left_out and "left_out" not in gated.modalities["audio"].to_json()
     assert gated.quality["audio"] == 1.0 and "left out" not in gated.reason["audio"], gated.reason
     removed = _analyse(a, clean_window, LabSettings(camera_off=True))  # the model told the camera is off
     assert removed.state["video"] == "missing"
@@ -215,4 +217,5 @@ def test_every_modality_left_out_names_no_class(tmp_path, clean_window):
     r = _analyse(a, clean_window)
     assert r.no_evidence and r.label == "", r.reason
     assert all(s == "low" for s in r.state.values()) and all("left out" in x for x in r.reason.values())
+    assert Result.from_json(r.to_json()).modalities["video"].left_out
     a.close()

@@ -76,6 +76,8 @@ class ModalityReport:
             explain the number, they are not a second verdict.
         cues: the measured cues (name -> value), for the dashboard and exports.
         prediction: the modality encoder's own class distribution, when it made one.
+        left_out: the quality gate left it out of the fusion (its quality read below the gate,
+            :attr:`umq.runtime.calibration.QualityCalibration.gate`): the fused answer does not use it.
     """
 
     quality: float
@@ -84,6 +86,7 @@ class ModalityReport:
     flags: tuple[str, ...] = ()
     cues: dict = field(default_factory=dict)
     prediction: Prediction | None = None
+    left_out: bool = False
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.quality) and 0.0 <= self.quality <= 1.0):
@@ -93,19 +96,22 @@ class ModalityReport:
 
     @property
     def usable(self) -> bool:
-        """True when the modality contributed evidence (``ok`` or ``low``)."""
-        return self.state in ("ok", "low")
+        """True when the modality contributed evidence (``ok`` or ``low``, and not left out by the gate)."""
+        return self.state in ("ok", "low") and not self.left_out
 
     def to_json(self) -> dict:
-        return {"quality": round(self.quality, 4), "state": self.state, "reason": self.reason,
-                "flags": list(self.flags), "cues": self.cues,
-                "prediction": self.prediction.to_json() if self.prediction else None}
+        d = {"quality": round(self.quality, 4), "state": self.state, "reason": self.reason,
+             "flags": list(self.flags), "cues": self.cues,
+             "prediction": self.prediction.to_json() if self.prediction else None}
+        if self.left_out:  # only when it happens: with the gate off (shipped) the exports are unchanged
+            d["left_out"] = True
+        return d
 
     @classmethod
     def from_json(cls, d: Mapping) -> ModalityReport:
         return cls(quality=float(d["quality"]), state=d["state"], reason=d.get("reason", ""),
                    flags=tuple(d.get("flags", ())), cues=dict(d.get("cues") or {}),
-                   prediction=Prediction.from_json(d.get("prediction")))
+                   prediction=Prediction.from_json(d.get("prediction")), left_out=bool(d.get("left_out", False)))
 
 
 @dataclass(frozen=True)

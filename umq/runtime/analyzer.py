@@ -475,7 +475,7 @@ class Analyzer:
             rest = rest[C:]
         routing = rest
         probs = probs / probs.sum()
-        reports, fused_states = {}, {}
+        reports = {}
         for i, name in enumerate(MODALITIES):
             mp = p.modalities[name]
             quality = self.calibration(name, float(np.clip(q[i], 0.0, 1.0))) if mp.present else 0.0
@@ -484,10 +484,9 @@ class Analyzer:
             pred = Prediction(_distribution(own_probs[name])) if name in own_probs else None
             reason = state_reason(state, mp.reason, mp.flags, quality,
                                   self.calibration.gate if left_out else None)
-            reports[name] = ModalityReport(quality, state, reason, mp.flags, mp.cues, pred)
-            fused_states[name] = "missing" if left_out else state
+            reports[name] = ModalityReport(quality, state, reason, mp.flags, mp.cues, pred, left_out)
         fused = {e: float(v) for e, v in zip(EMOTIONS, probs)}
-        evidence = has_evidence(fused_states, fused)
+        evidence = has_evidence({m: "missing" if r.left_out else r.state for m, r in reports.items()}, fused)
         label = EMOTIONS[int(probs.argmax())] if evidence else ""
         lab = {k: str(v) for k, v in self.lab.settings.describe().items() if v} if self.lab.settings.active else {}
         return Result(index=p.window.index, t0=p.window.t0, t1=p.window.t1, probs=fused, label=label,

@@ -16,7 +16,7 @@ import copy
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
@@ -43,6 +43,7 @@ from umq.runtime.features import (
     voice_vector,
 )
 from umq.runtime.lab import QualityLab
+from umq.runtime.perceived import ModalityPerception, Perceived
 from umq.runtime.states import LOW_QUALITY, has_evidence, modality_state, state_reason
 
 if TYPE_CHECKING:
@@ -95,47 +96,6 @@ def _check_encoders(path, data: dict) -> None:
         (log.info if not weights else log.debug)(
             "runtime checkpoint %s: the %s front-end code changed since it was trained%s; if the input vectors "
             "changed, %s", path, "/".join(code), unsure, retrain)
-
-
-@dataclass
-class ModalityPerception:
-    """What perception found for one modality of one window.
-
-    Attributes:
-        x: the model's raw (unstandardised) input vector ``[D]`` on the model's device.
-        present: False when the model must treat the modality as missing.
-        reason: why it is missing (capture's or the cue's sentence); empty when present.
-        flags: what the quality cues found ("too dark", "noisy: SNR 3 dB"), empty when nothing.
-        cues: the cues as JSON, for the dashboard and exports.
-        probs: the modality encoder's own class probabilities ``[7]`` on the device, None when it made none.
-        idle: the source is there but had nothing to say (nobody spoke); the model sees it as missing.
-    """
-
-    x: torch.Tensor
-    present: bool
-    reason: str = ""
-    flags: tuple[str, ...] = ()
-    cues: dict = field(default_factory=dict)
-    probs: torch.Tensor | None = None
-    idle: bool = False
-
-
-@dataclass
-class Perceived:
-    """What perception hands the model stage for one window.
-
-    Attributes:
-        modalities: result modality (``video``/``audio``/``text``) -> :class:`ModalityPerception`.
-        faces: every face found in the newest analysed frame, the primary one first.
-        text: the transcript text the text modality read.
-        latency_ms: front-end name -> milliseconds.
-    """
-
-    window: Window
-    modalities: dict[str, ModalityPerception]
-    faces: tuple[FaceReport, ...] = ()
-    text: str = ""
-    latency_ms: dict[str, float] = field(default_factory=dict)
 
 
 class AnalysisStages(NamedTuple):

@@ -119,6 +119,14 @@ def _pred(net, fe, x, label, update=True) -> bool:
     return t == q
 
 
+def _normalizer_frame_s(net) -> float:
+    """Seconds per frame of ``VoiceFrontEnd.normalizer`` (the first member's for an ensemble): 20 ms for Whisper
+    frames, 10 ms for log-mels."""
+    stats = net.feature_stats
+    first = stats[0] if isinstance(stats, (tuple, list)) else stats
+    return 0.02 if first.whisper else 0.01
+
+
 def voice_adapt(args) -> dict:
     """How much speech the running normaliser needs, and what a speaker change does to it (RAVDESS actors)."""
     torch.set_num_threads(1)
@@ -135,7 +143,7 @@ def voice_adapt(args) -> dict:
             order = session_order(group, 1)
             enrol, test = order[: len(order) // 2], order[len(order) // 2:]
             fe = VoiceFrontEnd(net.feature_stats, device="cpu", normalize=True)
-            frame_s = 0.02 if net.feature_stats.whisper else 0.01
+            frame_s = _normalizer_frame_s(net)
             for c in enrol:
                 if fe.normalizer.voiced_frames * frame_s >= budget:
                     break

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,6 +37,17 @@ def default_data_root() -> Path | None:
         return Path(env)
     p = REPO_ROOT.parent / "shared" / "data"
     return p if p.exists() else None
+
+
+def data_root_or_explain(arg: str | None) -> Path | None:
+    """The data root a command was given (``--data``), else :func:`default_data_root`; None, with the reason on
+    stderr, when there is none (the caller exits with status 2)."""
+    root = Path(arg) if arg else default_data_root()
+    if root is None or not root.is_dir():
+        print(f"no data{f' at {root}' if root else ''}: pass --data DIR (the ../shared/data layout) or set UMQ_DATA",
+              file=sys.stderr)
+        return None
+    return root
 
 
 def parse_ids(spec: str | list[int] | None) -> list[int] | None:

@@ -38,7 +38,7 @@ import torch
 from umq.runtime.analyzer import ASSETS, load_runtime_model
 from umq.runtime.calibration import QualityCalibration
 from umq.runtime.features import MODALITIES
-from umq.training.data import default_data_root
+from umq.training.data import data_root_or_explain
 from umq.training.runtime.evaluation import (
     degraded_vs_removed,
     evaluate_model,
@@ -186,9 +186,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     torch.set_num_threads(1)
-    root = Path(args.data) if args.data else default_data_root()
-    if root is None or not root.is_dir():
-        print("no data: pass --data DIR (the ../shared/data layout) or set UMQ_DATA", file=sys.stderr)
+    root = data_root_or_explain(args.data)
+    if root is None:
         return 2
     if args.app:
         table = app_table(Path(args.app), root, args.half, args.per_class, args.seed, args.seconds)

@@ -32,7 +32,7 @@ from umq.model.config import ModalitySpec
 from umq.model.norm import NormStats
 from umq.runtime.analyzer import ASSETS
 from umq.runtime.features import DIMS, FEATURE_RECIPE, MODALITIES, encoder_weights_digest
-from umq.training.data import default_data_root
+from umq.training.data import data_root_or_explain
 from umq.training.runtime.evaluation import (
     degraded_vs_removed,
     encoder_reference,
@@ -227,9 +227,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"merged {len(args.merge)} runs into {Path(args.out) / 'metrics.json'}")
         return 0
     torch.set_num_threads(1)
-    root = Path(args.data) if args.data else default_data_root()
-    if root is None or not root.is_dir():
-        print("no data: pass --data DIR (the ../shared/data layout) or set UMQ_DATA", file=sys.stderr)
+    root = data_root_or_explain(args.data)
+    if root is None:
         return 2
     dev = pick_device(args.device)
     t0 = time.time()

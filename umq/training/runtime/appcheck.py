@@ -50,7 +50,8 @@ class Item:
 def load_items(root: Path, per_class: int, seed: int = 0, half: str = "report") -> list[Item]:
     """``per_class`` triples per class, drawn from the report half of the validation data (odd FER
     ``public_test`` faces, RAVDESS actors 19-20, odd MELD ``dev`` lines), classes interleaved. ``half="fit"``
-    draws from the other half (even items, actors 17-18: what the calibration and the gate are fitted on)."""
+    draws from the other half (even faces and lines, actors 17-18 - the calibration's voice actors): disjoint from
+    the report half, so a choice made on it (the quality gate) can be reported on the other."""
     first, actors = HALVES[half]
     from umq.perception.face.net import to_app_index
     from umq.training.data.text import read_meld_dialogues
@@ -184,7 +185,8 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--half", choices=tuple(HALVES), default="report",
                     help="validation half the items come from: report (default, what docs/results.md quotes) or "
-                         "fit (what the calibration is fitted on)")
+                         "fit (even FER public_test faces and MELD dev lines, RAVDESS actors 17-18: disjoint from "
+                         "report, for choosing things such as the quality gate)")
     ap.add_argument("--workdir", default=None, help="keep the videos and results here (default: a temp folder)")
     ap.add_argument("--out", default=None, help="write the report as JSON")
 

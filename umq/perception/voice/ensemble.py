@@ -72,15 +72,30 @@ class VoiceEnsemble(nn.Module):
             raise ValueError(f"the voice ensemble has {len(self.members)} members, got {len(views)} feature views")
         logp, embs = [], []
         for net, (x, mask) in zip(self.members, views):
-            if calm and hasattr(net, "logits8"):
-                z, e = net.logits8(x, mask)
-            else:
-                z, e = net(x, mask)
-                if calm:
-                    z = torch.cat([z, z[:, :1]], 1)
+            z, e = single_logits8(net, x, mask) if calm else net(x, mask)
             logp.append(z.log_softmax(-1))
             embs.append(e)
         return torch.stack(logp).mean(0), torch.stack(embs).mean(0)
+
+
+def single_logits8(net: nn.Module, x: torch.Tensor, mask: torch.Tensor | None
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(logits [B, 8] over Ekman-7 + calm, embedding)`` of one (non-ensemble) encoder: its own calm output
+    when it has one (Whisper heads), else calm gets its neutral logit (the log-mel CRNN)."""
+    if hasattr(net, "logits8"):
+        return net.logits8(x, mask)
+    z, e = net(x, mask)
+    return torch.cat([z, z[:, :1]], 1), e
+
+
+def logits8(net: nn.Module, views: Sequence[tuple[torch.Tensor, torch.Tensor]]
+            ) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`single_logits8` for any voice encoder from the front-end's views (an ensemble averages its
+    members' log-probabilities)."""
+    if isinstance(net, VoiceEnsemble):
+        return net.logits8(views)
+    x, mask = views[0]
+    return single_logits8(net, x, mask)
 
 
 def encode(net: nn.Module, views: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:

@@ -72,7 +72,6 @@ def violations(dvr: dict) -> list[str]:
     return out
 
 
-@torch.inference_mode()
 def gate_rates(model, s: TripleSampler, trip: dict, thresholds: np.ndarray | None) -> dict[str, float]:
     """Share of clean items each modality would be left out on: the gate's cost on good input."""
     if thresholds is None:

@@ -38,7 +38,7 @@ import torch
 from umq.labels import EMOTIONS
 from umq.metrics import classification_report
 from umq.perception.voice.corrupt import corrupt
-from umq.perception.voice.ensemble import VoiceEnsemble
+from umq.perception.voice.ensemble import logits8 as voice_logits8
 from umq.perception.voice.ensemble import predict as predict_voice
 from umq.perception.voice.frontend import VoiceFrontEnd, collate_views
 from umq.perception.voice.net import VoiceEmotionNet, load_voice_net
@@ -60,15 +60,8 @@ def parse_range(s: str) -> set[int]:
 
 def clip_logits(net, feats) -> torch.Tensor:
     """8 logits (Ekman-7 + calm) for one window; the CRNN's calm logit is its neutral logit."""
-    views = collate_views([feats])
     with torch.inference_mode():
-        if isinstance(net, VoiceEnsemble):
-            return net.logits8(views)[0][0].float().cpu()
-        x, m = views[0]
-        if hasattr(net, "logits8"):
-            return net.logits8(x, m)[0][0].float().cpu()
-        z = net(x, m)[0][0].float().cpu()
-    return torch.cat([z, z[:1]])
+        return voice_logits8(net, collate_views([feats]))[0][0].float().cpu()
 
 
 def score(corpus: str, logits8: torch.Tensor, label: int) -> tuple[int, int]:
@@ -119,14 +112,6 @@ def _pred(net, fe, x, label, update=True) -> bool:
     return t == q
 
 
-def _normalizer_frame_s(net) -> float:
-    """Seconds per frame of ``VoiceFrontEnd.normalizer`` (the first member's for an ensemble): 20 ms for Whisper
-    frames, 10 ms for log-mels."""
-    stats = net.feature_stats
-    first = stats[0] if isinstance(stats, (tuple, list)) else stats
-    return 0.02 if first.whisper else 0.01
-
-
 def voice_adapt(args) -> dict:
     """How much speech the running normaliser needs, and what a speaker change does to it (RAVDESS actors)."""
     torch.set_num_threads(1)
@@ -143,7 +128,7 @@ def voice_adapt(args) -> dict:
             order = session_order(group, 1)
             enrol, test = order[: len(order) // 2], order[len(order) // 2:]
             fe = VoiceFrontEnd(net.feature_stats, device="cpu", normalize=True)
-            frame_s = _normalizer_frame_s(net)
+            frame_s = 0.02 if fe.normalizer.stats.whisper else 0.01  # its own frames (an ensemble's first member)
             for c in enrol:
                 if fe.normalizer.voiced_frames * frame_s >= budget:
                     break

@@ -94,7 +94,9 @@ def log_mel(x: np.ndarray, filters: np.ndarray) -> np.ndarray:
     """Whisper's 80-band log-mel of ``x`` (``[80, N // 160]`` float32), as faster-whisper's ``FeatureExtractor``
     computes it with ``padding=0`` (periodic Hann 400, hop 160, reflect-centred, last frame dropped, log10 floored
     8 below the maximum, then ``(v + 4) / 4``) but with ``torch.stft``: a quarter of its CPU time per window
-    (~0.9 ms instead of ~3.4 ms for 2 s), equal to it within 1e-6 (``tests/test_voice_multi.py``)."""
+    (~0.9 ms instead of ~3.4 ms for 2 s), equal to it within 1e-6 (``tests/test_voice_multi.py``). Through the
+    int8 encoder that difference still moves the ensemble's top label on a few clips: RAVDESS 17-20 0.742 / 0.754
+    (prior / running) with faster-whisper's extractor, 0.750 / 0.758 with this one (docs/voice-encoder.md)."""
     import torch
 
     with torch.inference_mode():

@@ -21,13 +21,13 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from umq.labels import EMOTIONS
+from umq.training.face.crops import H, W, place
 
 log = logging.getLogger(__name__)
-W, H, FPS = 640, 480, 30
+FPS = 30
 
 
 @dataclass(frozen=True)
@@ -48,27 +48,9 @@ def load_faces(path: str | Path, per_class: int, seed: int = 0) -> Faces:
     return Faces(images[keep], y[keep])
 
 
-def _background(rng: np.random.Generator) -> np.ndarray:
-    """A smooth coloured texture (a room-like backdrop without faces)."""
-    low = rng.integers(30, 220, (6, 8, 3)).astype(np.uint8)
-    bg = cv2.resize(low, (W, H), interpolation=cv2.INTER_CUBIC)
-    noise = rng.normal(0, 6, (H, W, 3))
-    return np.clip(bg + noise, 0, 255).astype(np.uint8)
-
-
 def place_face(img48: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """One 640x480 BGR frame: the face upscaled to 110-300 px, rotated +-10 degrees, at a random offset."""
-    side = int(rng.uniform(110, 300))
-    face = cv2.resize(img48, (side, side), interpolation=cv2.INTER_LINEAR)
-    angle = float(rng.uniform(-10, 10))
-    m = cv2.getRotationMatrix2D((side / 2, side / 2), angle, 1.0)
-    rot = cv2.warpAffine(face, m, (side, side), flags=cv2.INTER_LINEAR, borderValue=0)
-    mask = cv2.warpAffine(np.full((side, side), 255, np.uint8), m, (side, side), flags=cv2.INTER_NEAREST) > 0
-    frame = _background(rng)
-    x0, y0 = int(rng.integers(0, W - side)), int(rng.integers(0, H - side))
-    roi = frame[y0:y0 + side, x0:x0 + side]
-    roi[mask] = cv2.cvtColor(rot, cv2.COLOR_GRAY2BGR)[mask]
-    return frame
+    return place(img48, rng, side=(110, 300), angle=10.0)
 
 
 def make_video(faces: Faces, out: Path, seconds: float, seed: int) -> None:

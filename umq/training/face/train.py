@@ -68,6 +68,21 @@ def ferplus_targets(ferplus_dir: Path, fer_x: np.ndarray, fer_y: np.ndarray, wei
     return fp.images[keep], target.astype(np.float32), target.argmax(1)
 
 
+def add_runtime_crops(path: Path, tr_idx: np.ndarray, Xtr: np.ndarray, Ytr: np.ndarray, Ttr: np.ndarray | None,
+                      T: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """The training faces plus their runtime crops (where the detector found the face), same labels/targets.
+
+    Only crops of training rows are added (``source`` in ``tr_idx``), so a holdout stays unseen in both forms."""
+    if T is not None:
+        raise SystemExit("--runtime-crops with --ferplus is not supported: the crops are made from train.npz rows")
+    with np.load(path, allow_pickle=False) as d:
+        crops, found, source = d["images"], d["found"], d["source"]
+    in_train = np.isin(source, tr_idx) & found
+    pos = np.searchsorted(tr_idx, source[in_train])  # tr_idx is sorted
+    print(f"runtime crops {path}: {int(in_train.sum())} of {len(found)} added", flush=True)
+    return np.concatenate([Xtr, crops[in_train]]), np.concatenate([Ytr, Ytr[pos]]), Ttr
+
+
 def stratified_holdout(y: np.ndarray, frac: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     hold = []
@@ -171,6 +186,9 @@ def main(argv=None) -> int:
                                       "the votes mixed into the FER2013 labels (--vote-weight), score FER+ valid")
     ap.add_argument("--vote-weight", type=float, default=0.7,
                     help="weight of the FER+ vote distribution in the target (the rest is the FER2013 label)")
+    ap.add_argument("--runtime-crops", help="an .npz from `python -m umq.training.face.crops` made from the same "
+                    "train.npz: its found faces (as the live detector + crop cut them) are added beside the originals, "
+                    "so the encoder learns the framing the app produces (train/runtime crop parity)")
     ap.add_argument("--init", help="checkpoint to start from (port_fer output); default: random init")
     ap.add_argument("--out", default="assets/face/face_net.pt")
     ap.add_argument("--run-dir", default="~/.cache/umq/face_runs/latest", help="per-epoch checkpoints + log")
@@ -209,6 +227,8 @@ def main(argv=None) -> int:
     tr_idx, ho_idx = stratified_holdout(Y, args.holdout, args.seed)
     Xtr, Ytr = X[tr_idx], Y[tr_idx]
     Ttr = T[tr_idx] if T is not None else None
+    if args.runtime_crops:
+        Xtr, Ytr, Ttr = add_runtime_crops(Path(args.runtime_crops).expanduser(), tr_idx, Xtr, Ytr, Ttr, T)
     use_holdout = len(ho_idx) > 0
     x_ho = preprocess_batch(X[ho_idx]) if use_holdout else None  # exactly the inference preprocessing
     y_ho = Y[ho_idx]

@@ -176,3 +176,26 @@ def test_app_gate_simulation_takes_the_removed_runs_window_only_where_that_run_e
     assert gated["mic_muted"] == muted  # a missing modality is never "below the gate"
     ungated, counts = gate_app_rows({"voice_0db": noisy, "mic_muted": muted}, 0.0)
     assert ungated["voice_0db"] == noisy and counts["voice_0db"]["replaced"] == 0
+
+
+def test_face_crops_folder_replaces_fer_images_and_names_the_missing_file(tmp_path, monkeypatch):
+    """``--face-crops``: the runtime face vectors come from the live-path crops file, not ``fer2013/`` (absent here),
+    and a missing crops file is an error that says which file and the command that makes it."""
+    from umq.training.runtime import triples
+    from umq.training.runtime.train import build_part, face_source
+
+    monkeypatch.setattr(triples, "CACHE_DIR", tmp_path / "cache")
+    crops = tmp_path / "crops"
+    crops.mkdir()
+    rng = np.random.default_rng(0)
+    classes = np.array(["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"])
+    np.savez(crops / "train.npz", images=rng.integers(0, 255, (7, 48, 48), dtype=np.uint8),
+             labels=np.arange(7), classes=classes)
+    root = tmp_path / "data"
+    assert face_source(root, "train") == root / "fer2013" / "train.npz"
+    assert face_source(root, "train", crops) == crops / "train.npz"
+    cache = build_part(root, "video-train", "cpu", False, crops)
+    assert cache.source == "train.npz" and cache.x.shape == (7, len(version_names("video")), DIMS["video"])
+    assert sorted(cache.y.tolist()) == list(range(7))
+    with pytest.raises(FileNotFoundError, match=r"public_test\.npz.*umq\.training\.face\.crops"):
+        build_part(root, "video-val", "cpu", False, crops)

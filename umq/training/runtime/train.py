@@ -78,13 +78,32 @@ def concat(parts: list[ModalityCache]) -> ModalityCache:
                          parts[0].versions, " + ".join(c.source for c in parts))
 
 
-def build_part(root: Path, part: str, device: str, progress: bool) -> ModalityCache:
-    """One cache, ``part`` = ``"<face|voice|text>-<train|val>"`` (the training or validation split)."""
+FACE_CROP_FILES = {"train": "train.npz", "val": "public_test.npz"}
+
+
+def face_source(root: Path, split: str, face_crops: Path | None = None) -> Path:
+    """The FER file whose faces become the runtime model's face vectors. By default FER2013's own 48x48 images;
+    with ``face_crops`` the same faces as the live detector + crop cut them from camera-like frames
+    (``python -m umq.training.face.crops`` run on ``train.npz`` and on ``public_test.npz``, both written into that
+    folder under the same names). Why: the app's face head then learns from the framing the app produces, the
+    same train/runtime parity the face encoder was trained for (docs/face-encoder.md)."""
+    if face_crops is None:
+        return root / "fer2013" / FACE_CROP_FILES[split]
+    path = Path(face_crops) / FACE_CROP_FILES[split]
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path}: no live-path face crops for the {split} split; make them with `python -m "
+            f"umq.training.face.crops --data {root / 'fer2013' / FACE_CROP_FILES[split]} --out {path}`")
+    return path
+
+
+def build_part(root: Path, part: str, device: str, progress: bool, face_crops: Path | None = None) -> ModalityCache:
+    """One cache, ``part`` = ``"<face|voice|text>-<train|val>"`` (the training or validation split);
+    ``face_crops``: see :func:`face_source`."""
     m, split = part.split("-")
     sizes, sev = (TRAIN_SIZES, SEVERITIES) if split == "train" else (VAL_SIZES, VAL_SEVERITIES)
     if m == "video":
-        npz = root / "fer2013" / ("train.npz" if split == "train" else "public_test.npz")
-        return build_face_cache(npz, sizes["video"], 0, device, progress, sev)
+        return build_face_cache(face_source(root, split, face_crops), sizes["video"], 0, device, progress, sev)
     if m == "audio":
         if split == "val":
             return build_voice_cache(root / "ravdess", VAL_ACTORS, 0, device, progress, sev, sizes["audio"])
@@ -97,11 +116,17 @@ def build_part(root: Path, part: str, device: str, progress: bool) -> ModalityCa
     raise ValueError(f"unknown cache part {part!r}")
 
 
-def load_caches(root: Path, split: str, device: str, progress: bool) -> Caches:
+def load_caches(root: Path, split: str, device: str, progress: bool, face_crops: Path | None = None) -> Caches:
     """The three caches of ``split`` (``train``: FER train, RAVDESS 1-16, MELD train; ``val``: FER
-    public_test, RAVDESS 17-20, MELD dev), built once and then read from disk."""
+    public_test, RAVDESS 17-20, MELD dev), built once and then read from disk. ``face_crops``: take the faces
+    from the live-path crops in that folder (:func:`face_source`)."""
     split = "train" if split == "train" else "val"
-    return {m: build_part(root, f"{m}-{split}", device, progress) for m in MODALITIES}
+    return {m: build_part(root, f"{m}-{split}", device, progress, face_crops) for m in MODALITIES}
+
+
+FACE_CROPS_HELP = ("folder with train.npz and public_test.npz from `python -m umq.training.face.crops` (FER2013 "
+                   "train and public_test as the live detector + crop cut them): face vectors from those crops "
+                   "instead of FER's own images; give the same folder to train, calibrate and gate")
 
 
 def fit_norm(c: Caches) -> NormStats:
@@ -217,6 +242,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--fusion-form", choices=FUSION_FORMS, default="residual",
                     help="residual (shipped): experts add a correction to quality-weighted late fusion; expert: late "
                          "fusion is one routed expert (the earlier form, for the comparison in docs/results.md)")
+    ap.add_argument("--face-crops", default=None, metavar="DIR", help=FACE_CROPS_HELP)
     ap.add_argument("--device", default=None)
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args(argv)
@@ -232,8 +258,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     dev = pick_device(args.device)
     t0 = time.time()
-    train_c = load_caches(root, "train", "cpu", not args.quiet)
-    val_c = load_caches(root, "val", "cpu", not args.quiet)
+    crops = Path(args.face_crops) if args.face_crops else None
+    train_c = load_caches(root, "train", "cpu", not args.quiet, crops)
+    val_c = load_caches(root, "val", "cpu", not args.quiet, crops)
     t_cache = time.time() - t0
     norm = fit_norm(train_c)
     s_train, s_val = TripleSampler(train_c, norm, dev), TripleSampler(val_c, norm, dev)
@@ -245,6 +272,7 @@ def main(argv: list[str] | None = None) -> int:
                      "val_triples": {"n": len(trip["y"]), "drawn_from": "report half of the validation caches"},
                      "steps": args.steps, "batch_size": args.batch_size, "seeds": args.seeds,
                      "fusion_form": args.fusion_form,
+                     "face_vectors_from": "live-path crops (--face-crops)" if crops else "FER2013 images",
                      "cache_seconds": round(t_cache, 1), "encoders": encoder_reference(val_c, trip), "models": {}}
     for variant in args.variants:
         runs = []

@@ -159,15 +159,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--checkpoint", default=str(ASSETS / "umq.pt"))
     ap.add_argument("--out", default=str(ASSETS / "calibration.json"))
     ap.add_argument("--report", default=None, help="also write the reliability tables as JSON here")
-    ap.add_argument("--face-crops", default=None, metavar="DIR", help=FACE_CROPS_HELP)
+    ap.add_argument("--face-crops", type=Path, default=None, metavar="DIR", help=FACE_CROPS_HELP)
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     torch.set_num_threads(1)
     root = data_root_or_explain(args.data)
     if root is None:
         return 2
-    crops = Path(args.face_crops) if args.face_crops else None
-    cal, report = calibrate(load_caches(root, "val", "cpu", True, crops), Path(args.checkpoint))
+    cal, report = calibrate(load_caches(root, "val", "cpu", True, args.face_crops), Path(args.checkpoint))
     cal.save(args.out)
     if args.report:
         Path(args.report).write_text(json.dumps(report, indent=1))

@@ -177,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="read, and rewritten with the chosen gate unless --dry-run")
     ap.add_argument("--report", default=None, help="also write every measurement as JSON here")
     ap.add_argument("--dry-run", action="store_true", help="measure and print, write no calibration")
-    ap.add_argument("--face-crops", default=None, metavar="DIR", help=FACE_CROPS_HELP)
+    ap.add_argument("--face-crops", type=Path, default=None, metavar="DIR", help=FACE_CROPS_HELP)
     ap.add_argument("--app", default=None, metavar="WORKDIR",
                     help="instead: what each gate gives on an app-triples run kept with --workdir (writes nothing)")
     ap.add_argument("--half", default="fit", help="with --app: the half that run used (--half of app-triples)")
@@ -210,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     model, mean, std, _ = load_runtime_model(args.checkpoint, "cpu")
     model.eval()
-    val_c = load_caches(root, "val", "cpu", True, Path(args.face_crops) if args.face_crops else None)
+    val_c = load_caches(root, "val", "cpu", True, args.face_crops)
     norm = SimpleNamespace(mean={m: mean[m].numpy() for m in MODALITIES}, std={m: std[m].numpy() for m in MODALITIES})
     s = TripleSampler(val_c, norm, torch.device("cpu"))
     chosen, fit_rows = choose(model, s, validation_triples(val_c, 100, 1, part="fit"), cal)

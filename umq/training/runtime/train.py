@@ -242,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--fusion-form", choices=FUSION_FORMS, default="residual",
                     help="residual (shipped): experts add a correction to quality-weighted late fusion; expert: late "
                          "fusion is one routed expert (the earlier form, for the comparison in docs/results.md)")
-    ap.add_argument("--face-crops", default=None, metavar="DIR", help=FACE_CROPS_HELP)
+    ap.add_argument("--face-crops", type=Path, default=None, metavar="DIR", help=FACE_CROPS_HELP)
     ap.add_argument("--device", default=None)
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args(argv)
@@ -258,9 +258,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     dev = pick_device(args.device)
     t0 = time.time()
-    crops = Path(args.face_crops) if args.face_crops else None
-    train_c = load_caches(root, "train", "cpu", not args.quiet, crops)
-    val_c = load_caches(root, "val", "cpu", not args.quiet, crops)
+    train_c = load_caches(root, "train", "cpu", not args.quiet, args.face_crops)
+    val_c = load_caches(root, "val", "cpu", not args.quiet, args.face_crops)
     t_cache = time.time() - t0
     norm = fit_norm(train_c)
     s_train, s_val = TripleSampler(train_c, norm, dev), TripleSampler(val_c, norm, dev)
@@ -272,7 +271,7 @@ def main(argv: list[str] | None = None) -> int:
                      "val_triples": {"n": len(trip["y"]), "drawn_from": "report half of the validation caches"},
                      "steps": args.steps, "batch_size": args.batch_size, "seeds": args.seeds,
                      "fusion_form": args.fusion_form,
-                     "face_vectors_from": "live-path crops (--face-crops)" if crops else "FER2013 images",
+                     "face_vectors_from": "live-path crops (--face-crops)" if args.face_crops else "FER2013 images",
                      "cache_seconds": round(t_cache, 1), "encoders": encoder_reference(val_c, trip), "models": {}}
     for variant in args.variants:
         runs = []

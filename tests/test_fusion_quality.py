@@ -199,3 +199,37 @@ def test_face_crops_folder_replaces_fer_images_and_names_the_missing_file(tmp_pa
     assert sorted(cache.y.tolist()) == list(range(7))
     with pytest.raises(FileNotFoundError, match=r"public_test\.npz.*umq\.training\.face\.crops"):
         build_part(root, "video-val", "cpu", False, crops)
+
+
+@pytest.mark.parametrize("trained_with_crops", [False, True])
+def test_calibrate_and_gate_refuse_the_other_face_source(tmp_path, monkeypatch, capsys, trained_with_crops):
+    """A runtime checkpoint records where its face vectors came from; ``calibrate`` and ``gate`` fitted on the other
+    source would be silently wrong for it, so both stop with exit 2 and say which flag to give (or drop)."""
+    from umq.checkpoint import save_checkpoint
+    from umq.training.runtime import calibrate, gate
+    from umq.training.runtime.train import check_face_source, face_vectors_from
+
+    crops = tmp_path / "crops" if trained_with_crops else None
+    ckpt = save_checkpoint(tmp_path / "umq.pt", kind="umq", model=UMQ(model_config("umq")), labels=["a"] * 7,
+                           norm=None, data={"face_vectors_from": face_vectors_from(crops)}, metrics={})
+    assert check_face_source(ckpt, crops) is None
+    other = None if trained_with_crops else tmp_path / "crops"
+    reason = check_face_source(ckpt, other)
+    assert reason and str(ckpt) in reason
+    fix = "--face-crops DIR" if other is None else "drop --face-crops"
+    assert fix in reason
+    monkeypatch.setenv("UMQ_DATA", str(tmp_path))
+    extra = [] if other is None else ["--face-crops", str(other)]
+    for mod in (calibrate, gate):
+        assert mod.main(["--data", str(tmp_path), "--checkpoint", str(ckpt), *extra]) == 2
+        assert reason in capsys.readouterr().err
+
+
+def test_checkpoint_without_a_face_source_counts_as_fer_images(tmp_path):
+    """Checkpoints written before ``--face-crops`` existed were all trained on FER2013's own images."""
+    from umq.checkpoint import save_checkpoint
+    from umq.training.runtime.train import check_face_source
+
+    ckpt = save_checkpoint(tmp_path / "old.pt", kind="umq", model=UMQ(model_config("umq")), labels=["a"] * 7,
+                           norm=None, data={}, metrics={})
+    assert check_face_source(ckpt, None) is None and check_face_source(ckpt, tmp_path) is not None

@@ -30,7 +30,7 @@ from umq.runtime.states import LOW_QUALITY
 from umq.training.data import data_root_or_explain
 from umq.training.runtime.evaluation import halves
 from umq.training.runtime.sampling import encoder_correct, relative
-from umq.training.runtime.train import FACE_CROPS_HELP, load_caches
+from umq.training.runtime.train import FACE_CROPS_HELP, check_face_source, load_caches
 from umq.training.runtime.triples import ModalityCache, encoder_digest
 
 log = logging.getLogger(__name__)
@@ -165,6 +165,10 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
     root = data_root_or_explain(args.data)
     if root is None:
+        return 2
+    mismatch = check_face_source(Path(args.checkpoint), args.face_crops)
+    if mismatch:
+        print(mismatch, file=sys.stderr)
         return 2
     cal, report = calibrate(load_caches(root, "val", "cpu", True, args.face_crops), Path(args.checkpoint))
     cal.save(args.out)

@@ -47,7 +47,7 @@ from umq.training.runtime.evaluation import (
     validation_triples,
 )
 from umq.training.runtime.sampling import TripleSampler
-from umq.training.runtime.train import FACE_CROPS_HELP, load_caches
+from umq.training.runtime.train import FACE_CROPS_HELP, check_face_source, load_caches
 
 log = logging.getLogger(__name__)
 
@@ -203,6 +203,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.report:
             Path(args.report).write_text(json.dumps(table, indent=1))
         return 0
+    mismatch = check_face_source(Path(args.checkpoint), args.face_crops)
+    if mismatch:
+        print(mismatch, file=sys.stderr)
+        return 2
     cal = QualityCalibration.load(args.calibration)
     if not cal.fitted:
         print(f"no fitted calibration at {args.calibration}: run python -m umq.training.runtime.calibrate first",

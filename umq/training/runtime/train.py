@@ -124,6 +124,30 @@ def load_caches(root: Path, split: str, device: str, progress: bool, face_crops:
     return {m: build_part(root, f"{m}-{split}", device, progress, face_crops) for m in MODALITIES}
 
 
+FACE_FROM_FER, FACE_FROM_CROPS = "FER2013 images", "live-path crops (--face-crops)"
+
+
+def face_vectors_from(face_crops: Path | None) -> str:
+    """What a runtime checkpoint records as the source of its face vectors (``data["face_vectors_from"]``)."""
+    return FACE_FROM_CROPS if face_crops is not None else FACE_FROM_FER
+
+
+def check_face_source(checkpoint: Path, face_crops: Path | None) -> str | None:
+    """None when ``face_crops`` gives the face vectors ``checkpoint`` was trained on, else the reason it does not.
+    Why: calibration and the gate are fitted on the model's outputs over the validation face vectors; fitted on
+    vectors of the other source they would be silently wrong for the shipped model. A checkpoint that records no
+    source predates ``--face-crops`` and was trained on FER2013's own images."""
+    from umq.checkpoint import load_checkpoint
+
+    trained = load_checkpoint(checkpoint, map_location="cpu").get("data", {}).get("face_vectors_from", FACE_FROM_FER)
+    given = face_vectors_from(face_crops)
+    if trained == given:
+        return None
+    fix = ("give the folder it was trained with: --face-crops DIR" if trained == FACE_FROM_CROPS
+           else "drop --face-crops")
+    return f"{checkpoint} was trained on face vectors from {trained}, this run would use {given}: {fix}"
+
+
 FACE_CROPS_HELP = ("folder with train.npz and public_test.npz from `python -m umq.training.face.crops` (FER2013 "
                    "train and public_test as the live detector + crop cut them): face vectors from those crops "
                    "instead of FER's own images; give the same folder to train, calibrate and gate")
@@ -271,7 +295,7 @@ def main(argv: list[str] | None = None) -> int:
                      "val_triples": {"n": len(trip["y"]), "drawn_from": "report half of the validation caches"},
                      "steps": args.steps, "batch_size": args.batch_size, "seeds": args.seeds,
                      "fusion_form": args.fusion_form,
-                     "face_vectors_from": "live-path crops (--face-crops)" if args.face_crops else "FER2013 images",
+                     "face_vectors_from": face_vectors_from(args.face_crops),
                      "cache_seconds": round(t_cache, 1), "encoders": encoder_reference(val_c, trip), "models": {}}
     for variant in args.variants:
         runs = []
@@ -282,7 +306,8 @@ def main(argv: list[str] | None = None) -> int:
                 data = {"kind": "runtime", "feature_recipe": FEATURE_RECIPE, "modalities": list(MODALITIES),
                         "versions": {m: version_names(m) for m in MODALITIES}, "licence": LICENCE,
                         "encoders": {m: encoder_digest(m) for m in MODALITIES},
-                        "encoder_weights": {m: encoder_weights_digest(m) for m in MODALITIES}}
+                        "encoder_weights": {m: encoder_weights_digest(m) for m in MODALITIES},
+                        "face_vectors_from": face_vectors_from(args.face_crops)}
                 save_checkpoint(out / f"{variant}.pt", kind=variant, model=model.cpu(), labels=list(EMOTIONS),
                                 norm=norm, data=data, metrics={"seed": seed, **res["summary"]})
         metrics["models"][variant] = _aggregate(runs, args.seeds)

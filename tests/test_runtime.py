@@ -219,3 +219,34 @@ def test_every_modality_left_out_names_no_class(tmp_path, clean_window):
     assert all(s == "low" for s in r.state.values()) and all("left out" in x for x in r.reason.values())
     assert Result.from_json(r.to_json()).modalities["video"].left_out
     a.close()
+
+
+def test_the_baseline_reads_inputs_standardised_with_its_own_statistics(tmp_path, clean_window):
+    """A quality-unaware baseline trained on other caches than umq.pt has other normalisation statistics; the lab's
+    comparison is only fair if it reads its inputs standardised with its own, not with UMQ's."""
+    import torch
+
+    from umq.runtime.fast import eager_forward
+    from umq.runtime.features import MODALITIES
+
+    ckpt = torch.load(ASSETS / "moe_unaware.pt", map_location="cpu", weights_only=True)
+    for m in MODALITIES:  # statistics no shipped model uses: raw vectors in
+        ckpt["norm"]["mean"][m] = torch.zeros_like(ckpt["norm"]["mean"][m])
+        ckpt["norm"]["std"][m] = torch.ones_like(ckpt["norm"]["std"][m])
+    path = tmp_path / "baseline_raw.pt"
+    torch.save(ckpt, path)
+    a = Analyzer(baseline=path, calibration=None)
+    a.reset()
+    p = a.perceive(clean_window)
+    got = np.array(list(a.predict(p).baseline.probs.values()))
+    model = load_runtime_model(path, "cpu")[0]
+    xs = tuple(torch.nan_to_num(p.modalities[m].x.cpu().float()).view(1, 1, -1) * p.modalities[m].present
+               for m in MODALITIES)
+    present = torch.tensor([[p.modalities[m].present for m in MODALITIES]])
+    with torch.inference_mode():
+        want = eager_forward(model.eval())(xs, present)[0][0].numpy().astype(np.float64)
+    assert np.allclose(got, want / want.sum(), atol=1e-4), (got, want)
+    shared = Analyzer(calibration=None)  # the shipped pair shares one normalisation: the same vectors serve both
+    assert shared._baseline_norm is None and a._baseline_norm is not None
+    a.close()
+    shared.close()

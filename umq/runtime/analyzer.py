@@ -157,7 +157,14 @@ class Analyzer:
         self.device = pick_device(cfg.device)
         self.model, self.mean, self.std, self.ckpt = load_runtime_model(cfg.checkpoint or ASSETS / "umq.pt",
                                                                         self.device)
-        self.baseline = load_runtime_model(cfg.baseline, self.device)[0] if cfg.baseline else None
+        self.baseline, self._baseline_norm = None, None
+        if cfg.baseline:
+            self.baseline, b_mean, b_std, _ = load_runtime_model(cfg.baseline, self.device)
+            # the baseline reads its inputs standardised with its own statistics; the shipped pair shares one
+            # normalisation (trained on the same caches), so its vectors are reused and cost nothing more
+            if not all(torch.equal(b_mean[m], self.mean[m]) and torch.equal(b_std[m], self.std[m])
+                       for m in MODALITIES):
+                self._baseline_norm = (b_mean, b_std)
         self.calibration = QualityCalibration.load(cfg.calibration) if cfg.calibration else QualityCalibration()
         gate = self.calibration.raw_thresholds(MODALITIES)
         # the quality gate as raw-score thresholds on the device: the decision needs no host round trip
@@ -387,15 +394,17 @@ class Analyzer:
         return self._text_cache.window_outputs(w.text.segments, w.t0, w.t1)
 
     # -- model ---------------------------------------------------------------------------------------------
-    def _inputs(self, p: Perceived) -> tuple[tuple[torch.Tensor, ...], torch.Tensor]:
-        """Standardised ``[1, 1, D]`` vectors in model order (zeros where missing) and ``present [1, M]``.
+    def _inputs(self, p: Perceived, mean: dict[str, torch.Tensor] | None = None,
+                std: dict[str, torch.Tensor] | None = None) -> tuple[tuple[torch.Tensor, ...], torch.Tensor]:
+        """Standardised ``[1, 1, D]`` vectors in model order (zeros where missing) and ``present [1, M]``;
+        ``mean``/``std``: another model's statistics (default the UMQ checkpoint's).
 
         A vector holding NaN or inf (a front-end that broke on odd input) counts as missing for the model, decided
         on the device (no host sync): its quality becomes 0 and it cannot sway the fused answer."""
         xs, present, finite = [], [], []
         for m in MODALITIES:
             mp = p.modalities[m]
-            z = (mp.x - self.mean[m]) / self.std[m]
+            z = (mp.x - (mean or self.mean)[m]) / (std or self.std)[m]
             if not mp.present:
                 z = torch.zeros_like(z)
             ok = torch.isfinite(z).all()
@@ -421,7 +430,8 @@ class Analyzer:
         own = [m for m, mp in p.modalities.items() if mp.probs is not None]
         parts += [p.modalities[m].probs for m in own]  # type: ignore[misc]
         if self._baseline_forward is not None:
-            parts.append(self._baseline_forward(xs, present)[0][0])
+            b_xs, b_present = (xs, present) if self._baseline_norm is None else self._inputs(p, *self._baseline_norm)
+            parts.append(self._baseline_forward(b_xs, b_present)[0][0])
         if routing_t is not None and routing_t.numel():
             parts.append(routing_t[0])
         host = to_host(torch.cat(parts).float()).astype(np.float64)  # the one device -> host copy

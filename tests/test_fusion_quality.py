@@ -6,6 +6,8 @@ without ../shared/data.
 """
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -178,58 +180,88 @@ def test_app_gate_simulation_takes_the_removed_runs_window_only_where_that_run_e
     assert ungated["voice_0db"] == noisy and counts["voice_0db"]["replaced"] == 0
 
 
+def _fer_npz(path, n_per_class=1, seed=0):
+    rng = np.random.default_rng(seed)
+    classes = np.array(["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(path, images=rng.integers(0, 255, (7 * n_per_class, 48, 48), dtype=np.uint8),
+             labels=np.tile(np.arange(7), n_per_class), classes=classes)
+    return path
+
+
 def test_face_crops_folder_replaces_fer_images_and_names_the_missing_file(tmp_path, monkeypatch):
-    """``--face-crops``: the runtime face vectors come from the live-path crops file, not ``fer2013/`` (absent here),
-    and a missing crops file is an error that says which file and the command that makes it."""
+    """``--face-crops DIR``: the runtime face vectors come from the crops file there, not ``fer2013/`` (absent
+    here), and a missing crops file is an error that says which file and the command that makes it."""
     from umq.training.runtime import triples
-    from umq.training.runtime.train import build_part, face_source
+    from umq.training.runtime.train import FaceSource, build_part
 
     monkeypatch.setattr(triples, "CACHE_DIR", tmp_path / "cache")
     crops = tmp_path / "crops"
-    crops.mkdir()
-    rng = np.random.default_rng(0)
-    classes = np.array(["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"])
-    np.savez(crops / "train.npz", images=rng.integers(0, 255, (7, 48, 48), dtype=np.uint8),
-             labels=np.arange(7), classes=classes)
+    _fer_npz(crops / "train.npz")
     root = tmp_path / "data"
-    assert face_source(root, "train") == root / "fer2013" / "train.npz"
-    assert face_source(root, "train", crops) == crops / "train.npz"
-    cache = build_part(root, "video-train", "cpu", False, crops)
+    assert FaceSource(images=True).path(root, "train") == root / "fer2013" / "train.npz"
+    assert FaceSource(crops_dir=crops).path(root, "train") == crops / "train.npz"
+    cache = build_part(root, "video-train", "cpu", False, FaceSource(crops_dir=crops))
     assert cache.source == "train.npz" and cache.x.shape == (7, len(version_names("video")), DIMS["video"])
     assert sorted(cache.y.tolist()) == list(range(7))
-    with pytest.raises(FileNotFoundError, match=r"public_test\.npz.*umq\.training\.face\.crops"):
-        build_part(root, "video-val", "cpu", False, crops)
+    with pytest.raises(FileNotFoundError, match=r"public_test\.npz.*umq\.training\.face\.crops.*--seed 0"):
+        build_part(root, "video-val", "cpu", False, FaceSource(crops_dir=crops))
 
 
-@pytest.mark.parametrize("trained_with_crops", [False, True])
-def test_calibrate_and_gate_refuse_the_other_face_source(tmp_path, monkeypatch, capsys, trained_with_crops):
+def test_live_path_crops_are_made_once_with_the_recipe_seed_and_cached(tmp_path, monkeypatch):
+    """By default the face vectors come from live-path crops made by the real detector + crop (no face is found in
+    noise images, so each row keeps its original face), once per source file: a second call reads the cache, and a
+    changed source file makes new crops."""
+    from umq.training.face import crops as crops_mod
+    from umq.training.runtime import triples
+    from umq.training.runtime.train import FACE_CROP_SEEDS, FaceSource
+
+    monkeypatch.setattr(triples, "CACHE_DIR", tmp_path / "cache" / "runtime")
+    calls = []
+    real = crops_mod.write_crops
+    monkeypatch.setattr(crops_mod, "write_crops", lambda src, out, seed, workers: calls.append(seed) or
+                        real(src, out, seed, workers=1))
+    root = tmp_path / "data"
+    src = _fer_npz(root / "fer2013" / "train.npz")
+    first = FaceSource().path(root, "train")
+    assert first.parent == tmp_path / "cache" / "face_crops" and calls == [FACE_CROP_SEEDS["train"]]
+    with np.load(first) as d, np.load(src) as s:
+        assert d["images"].shape == s["images"].shape and list(d["labels"]) == list(s["labels"])
+        assert d["found"].dtype == bool and list(d["source"]) == list(range(7))
+    assert FaceSource().path(root, "train") == first and len(calls) == 1
+    _fer_npz(src, seed=1)
+    os.utime(src, (1e9, 1e9))
+    assert FaceSource().path(root, "train") != first and len(calls) == 2
+
+
+@pytest.mark.parametrize("trained_on_images", [False, True])
+def test_calibrate_and_gate_refuse_the_other_face_source(tmp_path, monkeypatch, capsys, trained_on_images):
     """A runtime checkpoint records where its face vectors came from; ``calibrate`` and ``gate`` fitted on the other
-    source would be silently wrong for it, so both stop with exit 2 and say which flag to give (or drop)."""
+    kind would be silently wrong for it, so both stop with exit 2 and say which flag to give (or drop)."""
     from umq.checkpoint import save_checkpoint
     from umq.training.runtime import calibrate, gate
-    from umq.training.runtime.train import check_face_source, face_vectors_from
+    from umq.training.runtime.train import FaceSource, check_face_source
 
-    crops = tmp_path / "crops" if trained_with_crops else None
+    trained = FaceSource(images=trained_on_images)
     ckpt = save_checkpoint(tmp_path / "umq.pt", kind="umq", model=UMQ(model_config("umq")), labels=["a"] * 7,
-                           norm=None, data={"face_vectors_from": face_vectors_from(crops)}, metrics={})
-    assert check_face_source(ckpt, crops) is None
-    other = None if trained_with_crops else tmp_path / "crops"
-    reason = check_face_source(ckpt, other)
+                           norm=None, data={"face_vectors_from": trained.kind}, metrics={})
+    assert check_face_source(ckpt, trained) is None
+    assert check_face_source(ckpt, FaceSource(images=trained_on_images, crops_dir=tmp_path)) is None
+    reason = check_face_source(ckpt, FaceSource(images=not trained_on_images))
     assert reason and str(ckpt) in reason
-    fix = "--face-crops DIR" if other is None else "drop --face-crops"
-    assert fix in reason
-    monkeypatch.setenv("UMQ_DATA", str(tmp_path))
-    extra = [] if other is None else ["--face-crops", str(other)]
+    assert ("drop --face-images" if not trained_on_images else "give --face-images") in reason
+    extra = [] if trained_on_images else ["--face-images"]
     for mod in (calibrate, gate):
         assert mod.main(["--data", str(tmp_path), "--checkpoint", str(ckpt), *extra]) == 2
         assert reason in capsys.readouterr().err
 
 
 def test_checkpoint_without_a_face_source_counts_as_fer_images(tmp_path):
-    """Checkpoints written before ``--face-crops`` existed were all trained on FER2013's own images."""
+    """Checkpoints written before the live-path crops were all trained on FER2013's own images."""
     from umq.checkpoint import save_checkpoint
-    from umq.training.runtime.train import check_face_source
+    from umq.training.runtime.train import FaceSource, check_face_source
 
     ckpt = save_checkpoint(tmp_path / "old.pt", kind="umq", model=UMQ(model_config("umq")), labels=["a"] * 7,
                            norm=None, data={}, metrics={})
-    assert check_face_source(ckpt, None) is None and check_face_source(ckpt, tmp_path) is not None
+    assert check_face_source(ckpt, FaceSource(images=True)) is None
+    assert check_face_source(ckpt, FaceSource()) is not None

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -109,6 +110,25 @@ def runtime_crops(images: np.ndarray, seed: int = 0, workers: int = 2, placement
     return np.concatenate(crops), np.concatenate(found)
 
 
+def write_crops(data: Path, out: Path, seed: int = 0, workers: int = 2, limit: int = 0,
+                placement: Placement = Placement()) -> Path:
+    """Cut every face of ``data`` (or the first ``limit``) as the live path would and write them to ``out`` (same
+    layout plus ``source`` and ``found``; written to a temporary name first, so an interrupted run leaves none)."""
+    with np.load(data, allow_pickle=False) as d:
+        arrays = {k: d[k] for k in d.files}
+    n = len(arrays["images"]) if not limit else min(limit, len(arrays["images"]))
+    rows = {k: (v[:n] if len(v) == len(arrays["images"]) else v) for k, v in arrays.items()}
+    crops, found = runtime_crops(rows["images"][:n], seed, workers, placement)
+    rows.update(images=crops, found=found, source=np.arange(n))
+    out = Path(out).expanduser()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f"{out.stem}.tmp{os.getpid()}.npz")
+    np.savez_compressed(tmp, **rows)
+    tmp.replace(out)
+    log.info("%s: %d faces, detector found %d (%.1f %%)", out, n, int(found.sum()), 100 * found.mean())
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m umq.training.face.crops", description=__doc__.split("\n")[0])
     ap.add_argument("--data", required=True, help="FER2013-layout or FER+ .npz of 48x48 faces")
@@ -120,17 +140,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--angle", type=float, default=Placement.angle, help="roll range, +- degrees")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    with np.load(args.data, allow_pickle=False) as d:
-        arrays = {k: d[k] for k in d.files}
-    n = len(arrays["images"]) if not args.limit else min(args.limit, len(arrays["images"]))
-    rows = {k: (v[:n] if len(v) == len(arrays["images"]) else v) for k, v in arrays.items()}
     placement = Placement(side=(args.side[0], args.side[1]), angle=args.angle)
-    crops, found = runtime_crops(rows["images"][:n], args.seed, args.workers, placement)
-    rows.update(images=crops, found=found, source=np.arange(n))
-    out = Path(args.out).expanduser()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(out, **rows)
-    log.info("%s: %d faces, detector found %d (%.1f %%)", out, n, int(found.sum()), 100 * found.mean())
+    write_crops(Path(args.data), Path(args.out), args.seed, args.workers, args.limit, placement)
     return 0
 
 

@@ -30,7 +30,7 @@ from umq.runtime.states import LOW_QUALITY
 from umq.training.data import data_root_or_explain
 from umq.training.runtime.evaluation import halves
 from umq.training.runtime.sampling import encoder_correct, relative
-from umq.training.runtime.train import FACE_CROPS_HELP, check_face_source, load_caches
+from umq.training.runtime.train import FaceSource, add_face_source_args, check_face_source, load_caches
 from umq.training.runtime.triples import ModalityCache, encoder_digest
 
 log = logging.getLogger(__name__)
@@ -159,18 +159,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--checkpoint", default=str(ASSETS / "umq.pt"))
     ap.add_argument("--out", default=str(ASSETS / "calibration.json"))
     ap.add_argument("--report", default=None, help="also write the reliability tables as JSON here")
-    ap.add_argument("--face-crops", type=Path, default=None, metavar="DIR", help=FACE_CROPS_HELP)
+    add_face_source_args(ap)
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     torch.set_num_threads(1)
     root = data_root_or_explain(args.data)
     if root is None:
         return 2
-    mismatch = check_face_source(Path(args.checkpoint), args.face_crops)
+    face = FaceSource.from_args(args)
+    mismatch = check_face_source(Path(args.checkpoint), face)
     if mismatch:
         print(mismatch, file=sys.stderr)
         return 2
-    cal, report = calibrate(load_caches(root, "val", "cpu", True, args.face_crops), Path(args.checkpoint))
+    cal, report = calibrate(load_caches(root, "val", "cpu", True, face), Path(args.checkpoint))
     cal.save(args.out)
     if args.report:
         Path(args.report).write_text(json.dumps(report, indent=1))

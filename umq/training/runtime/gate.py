@@ -47,7 +47,7 @@ from umq.training.runtime.evaluation import (
     validation_triples,
 )
 from umq.training.runtime.sampling import TripleSampler
-from umq.training.runtime.train import FACE_CROPS_HELP, check_face_source, load_caches
+from umq.training.runtime.train import FaceSource, add_face_source_args, check_face_source, load_caches
 
 log = logging.getLogger(__name__)
 
@@ -177,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="read, and rewritten with the chosen gate unless --dry-run")
     ap.add_argument("--report", default=None, help="also write every measurement as JSON here")
     ap.add_argument("--dry-run", action="store_true", help="measure and print, write no calibration")
-    ap.add_argument("--face-crops", type=Path, default=None, metavar="DIR", help=FACE_CROPS_HELP)
+    add_face_source_args(ap)
     ap.add_argument("--app", default=None, metavar="WORKDIR",
                     help="instead: what each gate gives on an app-triples run kept with --workdir (writes nothing)")
     ap.add_argument("--half", default="fit", help="with --app: the half that run used (--half of app-triples)")
@@ -203,7 +203,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.report:
             Path(args.report).write_text(json.dumps(table, indent=1))
         return 0
-    mismatch = check_face_source(Path(args.checkpoint), args.face_crops)
+    face = FaceSource.from_args(args)
+    mismatch = check_face_source(Path(args.checkpoint), face)
     if mismatch:
         print(mismatch, file=sys.stderr)
         return 2
@@ -214,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     model, mean, std, _ = load_runtime_model(args.checkpoint, "cpu")
     model.eval()
-    val_c = load_caches(root, "val", "cpu", True, args.face_crops)
+    val_c = load_caches(root, "val", "cpu", True, face)
     norm = SimpleNamespace(mean={m: mean[m].numpy() for m in MODALITIES}, std={m: std[m].numpy() for m in MODALITIES})
     s = TripleSampler(val_c, norm, torch.device("cpu"))
     chosen, fit_rows = choose(model, s, validation_triples(val_c, 100, 1, part="fit"), cal)

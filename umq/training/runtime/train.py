@@ -3,14 +3,15 @@
 Trains UMQ over (face, voice, text) on label-consistent triples drawn from the training splits (FER2013
 ``train``, RAVDESS actors 1-16, MELD ``train``) with signal-level corruptions (:mod:`.triples`), plus the
 quality-unaware MoE the dashboard's quality lab shows beside it and a late-fusion reference. The validation
-triples come only from FER2013 ``public_test``, RAVDESS actors 17-20 and MELD ``dev``.
+triples come only from FER2013 ``public_test``, RAVDESS actors 17-20 and MELD ``dev``. The faces are those FER
+images as the live detector + crop cut them from camera-like frames (:class:`FaceSource`; made once and cached).
 
 The quality ladder of the rank-guided estimator is made of real corrupted versions of each sample
 (clean > severity 0.35 > severity 0.8 > switched off) instead of feature noise. Fixed number of steps, no model
 selection on the validation split; every number written is measured once, after training.
 
-Measured on an idle 2-core CPU: building the vector caches ~20 min (once), training the three models with three
-seeds ~10 min (about 1 min per model and seed, 1 torch thread).
+Measured on an idle 2-core CPU: the live-path face crops ~13 min and the vector caches ~35 min (once each),
+training the three models with three seeds ~16 min (about 1.5 min per model and seed, 1 torch thread).
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ import json
 import logging
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -50,6 +52,7 @@ from umq.training.runtime.triples import (
     build_text_cache,
     build_voice_cache,
     encoder_digest,
+    live_path_crops,
     version_names,
 )
 
@@ -78,32 +81,80 @@ def concat(parts: list[ModalityCache]) -> ModalityCache:
                          parts[0].versions, " + ".join(c.source for c in parts))
 
 
-FACE_CROP_FILES = {"train": "train.npz", "val": "public_test.npz"}
+FACE_FILES = {"train": "train.npz", "val": "public_test.npz"}
+FACE_CROP_SEEDS = {"train": 1, "val": 0}  # the shipped recipe (docs/face-encoder.md)
+FACE_FROM_FER, FACE_FROM_CROPS = "FER2013 images", "live-path crops"
 
 
-def face_source(root: Path, split: str, face_crops: Path | None = None) -> Path:
-    """The FER file whose faces become the runtime model's face vectors. By default FER2013's own 48x48 images;
-    with ``face_crops`` the same faces as the live detector + crop cut them from camera-like frames
-    (``python -m umq.training.face.crops`` run on ``train.npz`` and on ``public_test.npz``, both written into that
-    folder under the same names). Why: the app's face head then learns from the framing the app produces, the
-    same train/runtime parity the face encoder was trained for (docs/face-encoder.md)."""
-    if face_crops is None:
-        return root / "fer2013" / FACE_CROP_FILES[split]
-    path = Path(face_crops) / FACE_CROP_FILES[split]
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"{path}: no live-path face crops for the {split} split; make them with `python -m "
-            f"umq.training.face.crops --data {root / 'fer2013' / FACE_CROP_FILES[split]} --out {path}`")
-    return path
+@dataclass(frozen=True)
+class FaceSource:
+    """Where the runtime model's face vectors come from; recorded in the checkpoint (``data["face_vectors_from"]``).
+
+    By default the FER2013 faces as the live detector + crop cut them from camera-like frames, made once by
+    :func:`~umq.training.runtime.triples.live_path_crops` and cached. Why: the app's face head then learns from
+    the framing the app produces, the same train/runtime parity the face encoder was trained for; through the
+    app it is worth +2 points on the face-only fused label and +1 to +4 on the triples (docs/face-encoder.md).
+    ``images``: FER2013's own 48x48 images instead (the recipe before 2026-12-01). ``crops_dir``: crops already
+    made with ``python -m umq.training.face.crops`` (``train.npz`` and ``public_test.npz`` in that folder)."""
+
+    images: bool = False
+    crops_dir: Path | None = None
+
+    @property
+    def kind(self) -> str:
+        return FACE_FROM_FER if self.images else FACE_FROM_CROPS
+
+    def path(self, root: Path, split: str) -> Path:
+        """The FER-layout file whose faces become the ``split`` (``train``/``val``) face vectors."""
+        fer = root / "fer2013" / FACE_FILES[split]
+        if self.images:
+            return fer
+        if self.crops_dir is None:
+            return live_path_crops(fer, FACE_CROP_SEEDS[split])
+        path = Path(self.crops_dir) / FACE_FILES[split]
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"{path}: no live-path face crops for the {split} split; make them with `python -m "
+                f"umq.training.face.crops --data {fer} --out {path} --seed {FACE_CROP_SEEDS[split]}`, or leave "
+                f"out --face-crops to have them made and cached")
+        return path
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> FaceSource:
+        if args.face_images and args.face_crops:
+            raise SystemExit("--face-images and --face-crops exclude each other")
+        return cls(images=args.face_images, crops_dir=args.face_crops)
 
 
-def build_part(root: Path, part: str, device: str, progress: bool, face_crops: Path | None = None) -> ModalityCache:
-    """One cache, ``part`` = ``"<face|voice|text>-<train|val>"`` (the training or validation split);
-    ``face_crops``: see :func:`face_source`."""
+def add_face_source_args(ap: argparse.ArgumentParser) -> None:
+    """The same two options on train, calibrate and gate: they must agree with the checkpoint they work on."""
+    ap.add_argument("--face-images", action="store_true",
+                    help="face vectors from FER2013's own 48x48 images instead of the live-path crops")
+    ap.add_argument("--face-crops", type=Path, default=None, metavar="DIR",
+                    help="live-path crops already made (train.npz and public_test.npz from `python -m "
+                         "umq.training.face.crops`) instead of the ones made once and cached")
+
+
+def check_face_source(checkpoint: Path, face: FaceSource) -> str | None:
+    """None when ``face`` gives the kind of face vectors ``checkpoint`` was trained on, else the reason it does not.
+    Why: calibration and the gate are fitted on the model's outputs over the validation face vectors; fitted on
+    vectors of the other kind they would be silently wrong for the shipped model. A checkpoint that records no
+    source predates the live-path crops and was trained on FER2013's own images."""
+    from umq.checkpoint import load_checkpoint
+
+    trained = load_checkpoint(checkpoint, map_location="cpu").get("data", {}).get("face_vectors_from", FACE_FROM_FER)
+    if trained == face.kind:
+        return None
+    fix = "drop --face-images" if trained == FACE_FROM_CROPS else "give --face-images"
+    return f"{checkpoint} was trained on face vectors from {trained}, this run would use {face.kind}: {fix}"
+
+
+def build_part(root: Path, part: str, device: str, progress: bool, face: FaceSource = FaceSource()) -> ModalityCache:
+    """One cache, ``part`` = ``"<face|voice|text>-<train|val>"`` (the training or validation split)."""
     m, split = part.split("-")
     sizes, sev = (TRAIN_SIZES, SEVERITIES) if split == "train" else (VAL_SIZES, VAL_SEVERITIES)
     if m == "video":
-        return build_face_cache(face_source(root, split, face_crops), sizes["video"], 0, device, progress, sev)
+        return build_face_cache(face.path(root, split), sizes["video"], 0, device, progress, sev)
     if m == "audio":
         if split == "val":
             return build_voice_cache(root / "ravdess", VAL_ACTORS, 0, device, progress, sev, sizes["audio"])
@@ -116,41 +167,11 @@ def build_part(root: Path, part: str, device: str, progress: bool, face_crops: P
     raise ValueError(f"unknown cache part {part!r}")
 
 
-def load_caches(root: Path, split: str, device: str, progress: bool, face_crops: Path | None = None) -> Caches:
+def load_caches(root: Path, split: str, device: str, progress: bool, face: FaceSource = FaceSource()) -> Caches:
     """The three caches of ``split`` (``train``: FER train, RAVDESS 1-16, MELD train; ``val``: FER
-    public_test, RAVDESS 17-20, MELD dev), built once and then read from disk. ``face_crops``: take the faces
-    from the live-path crops in that folder (:func:`face_source`)."""
+    public_test, RAVDESS 17-20, MELD dev), built once and then read from disk; the faces from ``face``."""
     split = "train" if split == "train" else "val"
-    return {m: build_part(root, f"{m}-{split}", device, progress, face_crops) for m in MODALITIES}
-
-
-FACE_FROM_FER, FACE_FROM_CROPS = "FER2013 images", "live-path crops (--face-crops)"
-
-
-def face_vectors_from(face_crops: Path | None) -> str:
-    """What a runtime checkpoint records as the source of its face vectors (``data["face_vectors_from"]``)."""
-    return FACE_FROM_CROPS if face_crops is not None else FACE_FROM_FER
-
-
-def check_face_source(checkpoint: Path, face_crops: Path | None) -> str | None:
-    """None when ``face_crops`` gives the face vectors ``checkpoint`` was trained on, else the reason it does not.
-    Why: calibration and the gate are fitted on the model's outputs over the validation face vectors; fitted on
-    vectors of the other source they would be silently wrong for the shipped model. A checkpoint that records no
-    source predates ``--face-crops`` and was trained on FER2013's own images."""
-    from umq.checkpoint import load_checkpoint
-
-    trained = load_checkpoint(checkpoint, map_location="cpu").get("data", {}).get("face_vectors_from", FACE_FROM_FER)
-    given = face_vectors_from(face_crops)
-    if trained == given:
-        return None
-    fix = ("give the folder it was trained with: --face-crops DIR" if trained == FACE_FROM_CROPS
-           else "drop --face-crops")
-    return f"{checkpoint} was trained on face vectors from {trained}, this run would use {given}: {fix}"
-
-
-FACE_CROPS_HELP = ("folder with train.npz and public_test.npz from `python -m umq.training.face.crops` (FER2013 "
-                   "train and public_test as the live detector + crop cut them): face vectors from those crops "
-                   "instead of FER's own images; give the same folder to train, calibrate and gate")
+    return {m: build_part(root, f"{m}-{split}", device, progress, face) for m in MODALITIES}
 
 
 def fit_norm(c: Caches) -> NormStats:
@@ -266,7 +287,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--fusion-form", choices=FUSION_FORMS, default="residual",
                     help="residual (shipped): experts add a correction to quality-weighted late fusion; expert: late "
                          "fusion is one routed expert (the earlier form, for the comparison in docs/results.md)")
-    ap.add_argument("--face-crops", type=Path, default=None, metavar="DIR", help=FACE_CROPS_HELP)
+    add_face_source_args(ap)
     ap.add_argument("--device", default=None)
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args(argv)
@@ -282,8 +303,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     dev = pick_device(args.device)
     t0 = time.time()
-    train_c = load_caches(root, "train", "cpu", not args.quiet, args.face_crops)
-    val_c = load_caches(root, "val", "cpu", not args.quiet, args.face_crops)
+    face = FaceSource.from_args(args)
+    train_c = load_caches(root, "train", "cpu", not args.quiet, face)
+    val_c = load_caches(root, "val", "cpu", not args.quiet, face)
     t_cache = time.time() - t0
     norm = fit_norm(train_c)
     s_train, s_val = TripleSampler(train_c, norm, dev), TripleSampler(val_c, norm, dev)
@@ -295,19 +317,19 @@ def main(argv: list[str] | None = None) -> int:
                      "val_triples": {"n": len(trip["y"]), "drawn_from": "report half of the validation caches"},
                      "steps": args.steps, "batch_size": args.batch_size, "seeds": args.seeds,
                      "fusion_form": args.fusion_form,
-                     "face_vectors_from": face_vectors_from(args.face_crops),
+                     "face_vectors_from": face.kind,
                      "cache_seconds": round(t_cache, 1), "encoders": encoder_reference(val_c, trip), "models": {}}
     for variant in args.variants:
         runs = []
         for k, seed in enumerate(args.seeds):
             model, res = _train_and_score(variant, seed, args, s_train, s_val, trip)
             runs.append(res)
-            if k == 0 and variant in VARIANTS:
+            if k == 0 and variant in TRAINABLE:  # the ablation too, so it can be compared outside the metrics
                 data = {"kind": "runtime", "feature_recipe": FEATURE_RECIPE, "modalities": list(MODALITIES),
                         "versions": {m: version_names(m) for m in MODALITIES}, "licence": LICENCE,
                         "encoders": {m: encoder_digest(m) for m in MODALITIES},
                         "encoder_weights": {m: encoder_weights_digest(m) for m in MODALITIES},
-                        "face_vectors_from": face_vectors_from(args.face_crops)}
+                        "face_vectors_from": face.kind}
                 save_checkpoint(out / f"{variant}.pt", kind=variant, model=model.cpu(), labels=list(EMOTIONS),
                                 norm=norm, data=data, metrics={"seed": seed, **res["summary"]})
         metrics["models"][variant] = _aggregate(runs, args.seeds)

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from umq import paths
 from umq.labels import EMOTIONS
 from umq.runtime.features import DIMS, encoder_digest, face_vector, text_vector, voice_vector
 
@@ -68,12 +69,6 @@ def _key(*parts) -> str:
     return hashlib.sha256("|".join(map(str, parts)).encode()).hexdigest()[:16]
 
 
-
-
-
-
-
-
 def _file_id(p: Path) -> str:
     st = p.stat()
     return f"{p.resolve()}:{st.st_size}:{int(st.st_mtime)}"
@@ -92,6 +87,25 @@ def _cached(name: str, key: str, build) -> ModalityCache:
     tmp.replace(path)
     log.info("cached %s vectors %s -> %s", name, cache.x.shape, path)
     return cache
+
+
+CROP_CODE = ("training/face/crops.py", "perception/face/align.py", "perception/face/detect.py")
+"""Sources whose edit changes what the live-path crops look like (relative to ``umq/``)."""
+
+
+def live_path_crops(src: Path, seed: int, workers: int = 2) -> Path:
+    """FER faces of ``src`` as the live detector + crop cut them from camera-like frames
+    (:func:`umq.training.face.crops.write_crops`), made once and then read from the cache (FER2013 ``train``:
+    about 11 min on 2 idle cores, ``public_test`` about 2 min). Keyed by the source file, the seed, the placement
+    and the crop code, like the vector caches."""
+    from umq.training.face.crops import Placement, write_crops
+
+    code = hashlib.sha256(b"".join((paths.REPO_ROOT / "umq" / f).read_bytes() for f in CROP_CODE)).hexdigest()[:16]
+    out = CACHE_DIR.parent / "face_crops" / f"{src.stem}-{_key(_file_id(src), seed, Placement(), code)}.npz"
+    if not out.is_file():
+        log.info("making the live-path crops of %s (seed %d) once -> %s", src, seed, out)
+        write_crops(src, out, seed, workers)
+    return out
 
 
 def balanced_subset(y: np.ndarray, per_class: int, seed: int) -> np.ndarray:

@@ -93,7 +93,8 @@ class FaceSource:
     By default the FER2013 faces as the live detector + crop cut them from camera-like frames, made once by
     :func:`~umq.training.runtime.triples.live_path_crops` and cached. Why: the app's face head then learns from
     the framing the app produces, the same train/runtime parity the face encoder was trained for; through the
-    app it is worth +2 points on the face-only fused label and +1 to +4 on the triples (docs/face-encoder.md).
+    app the fused label is equal or better in all six ``app-triples`` conditions (+1.5 on their mean,
+    docs/results.md section 4).
     ``images``: FER2013's own 48x48 images instead (the recipe before 2026-12-01). ``crops_dir``: crops already
     made with ``python -m umq.training.face.crops`` (``train.npz`` and ``public_test.npz`` in that folder)."""
 

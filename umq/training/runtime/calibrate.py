@@ -30,7 +30,7 @@ from umq.runtime.states import LOW_QUALITY
 from umq.training.data import data_root_or_explain
 from umq.training.runtime.evaluation import halves
 from umq.training.runtime.sampling import encoder_correct, relative
-from umq.training.runtime.train import FaceSource, add_face_source_args, check_face_source, load_caches
+from umq.training.runtime.train import add_face_source_args, face_source_for, load_caches
 from umq.training.runtime.triples import ModalityCache, encoder_digest
 
 log = logging.getLogger(__name__)
@@ -166,10 +166,8 @@ def main(argv: list[str] | None = None) -> int:
     root = data_root_or_explain(args.data)
     if root is None:
         return 2
-    face = FaceSource.from_args(args)
-    mismatch = check_face_source(Path(args.checkpoint), face)
-    if mismatch:
-        print(mismatch, file=sys.stderr)
+    face = face_source_for(args)
+    if face is None:
         return 2
     cal, report = calibrate(load_caches(root, "val", "cpu", True, face), Path(args.checkpoint))
     cal.save(args.out)

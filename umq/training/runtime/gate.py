@@ -47,7 +47,7 @@ from umq.training.runtime.evaluation import (
     validation_triples,
 )
 from umq.training.runtime.sampling import TripleSampler
-from umq.training.runtime.train import FaceSource, add_face_source_args, check_face_source, load_caches
+from umq.training.runtime.train import add_face_source_args, face_source_for, load_caches
 
 log = logging.getLogger(__name__)
 
@@ -203,10 +203,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.report:
             Path(args.report).write_text(json.dumps(table, indent=1))
         return 0
-    face = FaceSource.from_args(args)
-    mismatch = check_face_source(Path(args.checkpoint), face)
-    if mismatch:
-        print(mismatch, file=sys.stderr)
+    face = face_source_for(args)
+    if face is None:
         return 2
     cal = QualityCalibration.load(args.calibration)
     if not cal.fitted:

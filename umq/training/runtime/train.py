@@ -150,6 +150,17 @@ def check_face_source(checkpoint: Path, face: FaceSource) -> str | None:
     return f"{checkpoint} was trained on face vectors from {trained}, this run would use {face.kind}: {fix}"
 
 
+def face_source_for(args: argparse.Namespace) -> FaceSource | None:
+    """The face source ``calibrate``/``gate`` were given, or None (with the reason on stderr) when it is not the
+    kind ``args.checkpoint`` was trained on: the one place both tools refuse a mismatch."""
+    face = FaceSource.from_args(args)
+    mismatch = check_face_source(Path(args.checkpoint), face)
+    if mismatch:
+        print(mismatch, file=sys.stderr)
+        return None
+    return face
+
+
 def build_part(root: Path, part: str, device: str, progress: bool, face: FaceSource = FaceSource()) -> ModalityCache:
     """One cache, ``part`` = ``"<face|voice|text>-<train|val>"`` (the training or validation split)."""
     m, split = part.split("-")

@@ -12,7 +12,7 @@ import soundfile as sf
 
 from umq.labels import EMOTIONS
 from umq.training.data import default_data_root
-from umq.training.runtime.appcheck import Item, score, write_condition
+from umq.training.runtime.appcheck import Item, gauge_vs_usefulness, score, write_condition
 
 DATA = default_data_root()
 
@@ -49,11 +49,11 @@ def test_conditions_change_only_what_they_name(tmp_path):
         write_condition(items, "foggy", 2.0, tmp_path, 0)
 
 
-def _row(t0: float, label: str, video: str | None = None, empty: bool = False) -> dict:
+def _row(t0: float, label: str, video: str | None = None, empty: bool = False, quality: float = 0.8) -> dict:
     probs = {e: (0.9 if e == label else 0.1 / 6) for e in EMOTIONS}
     pred = {"probs": {e: (0.9 if e == video else 0.1 / 6) for e in EMOTIONS}} if video else None
     return {"t0": t0, "t1": t0 + 2.0, "probs": probs, "label": "" if empty else label,
-            "baseline": {"probs": probs}, "modalities": {"video": {"prediction": pred}}}
+            "baseline": {"probs": probs}, "modalities": {"video": {"prediction": pred, "quality": quality}}}
 
 
 def test_items_are_scored_from_their_own_windows_and_an_empty_label_is_wrong():
@@ -64,6 +64,21 @@ def test_items_are_scored_from_their_own_windows_and_an_empty_label_is_wrong():
     assert rep["fused"]["accuracy"] == 0.5  # item 1 has only "no usable input" windows
     assert rep["windows_without_label"] == 2
     assert rep["baseline"]["accuracy"] == 1.0 and rep["video"]["items_scored"] == 1
+    # the gauge: mean over items of the mean quality of the item's own windows (item 0: 0.8; item 1: 0.8)
+    assert rep["video"]["mean_gauge"] == pytest.approx(0.8) and "audio" not in rep
+
+
+def test_gauge_is_set_beside_the_modalitys_relative_accuracy_through_the_app():
+    """Clean reads 1 by definition; an unscored item (no face found) counts as a chance guess; a modality with
+    no prediction at all (camera covered) is useless (relative accuracy 0)."""
+    conds = {"clean": {"items": 70, "video": {"accuracy": 0.6, "items_scored": 70, "mean_gauge": 0.9}},
+             "face_blurred": {"items": 70, "video": {"accuracy": 0.5, "items_scored": 56, "mean_gauge": 0.5}},
+             "face_covered": {"items": 70, "video": {"items_scored": 0, "mean_gauge": 0.0}}}
+    g = gauge_vs_usefulness(conds)
+    assert g["clean"]["video"] == {"mean_gauge": 0.9, "relative_accuracy": 1.0, "gap": -0.1}
+    acc = (0.5 * 56 + 14 / 7) / 70  # 0.4286
+    assert g["face_blurred"]["video"]["relative_accuracy"] == pytest.approx((acc - 1 / 7) / (0.6 - 1 / 7), abs=1e-4)
+    assert g["face_covered"]["video"]["relative_accuracy"] == 0.0
 
 
 @pytest.mark.slow

@@ -2,8 +2,9 @@
 
 The rank-guided estimator only learns an *order* (clean above mildly corrupted above badly corrupted), so its
 raw score has no unit. The gauge shows instead the modality's expected usefulness relative to clean input:
-1 = as good as clean, 0.5 = half as reliable, 0 = useless. The mapping is monotone (isotonic regression, fitted
-on validation data across every corruption kind and severity) and stored as knots per modality in
+1 = as good as clean, 0.5 = half as reliable, 0 = useless. The mapping is monotone (piecewise linear, fitted
+on validation data so that each corruption kind and severity reads, on average, its measured relative accuracy:
+``umq.training.runtime.calibrate.fit_modality``) and stored as knots per modality in
 ``assets/runtime/calibration.json``; between knots it interpolates linearly. Without the file the raw score is
 shown unchanged and :attr:`QualityCalibration.fitted` is False.
 

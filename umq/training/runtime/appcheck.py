@@ -6,7 +6,12 @@ track and a MELD ``dev`` line as a subtitle, all three of the same emotion, ``--
 written once per condition and played with ``python -m app replay VIDEO --headless`` (the command a user runs);
 each item is scored from the windows inside its interval: the fused label (an empty label, "no usable input",
 counts as wrong), the quality-unaware comparison model's label where the result carries it, and each
-modality's own prediction.
+modality's own prediction, and each modality's mean quality gauge.
+
+The gauge is meant to read as the modality's usefulness relative to clean (docs/results.md, section 1), so the
+report also puts, per condition and modality, the mean gauge beside the relative accuracy of that modality's own
+prediction through the app (``gauge_vs_usefulness``): the reliability check of the cached tables, asked of the
+app. An item whose modality gave no prediction (no face found) counts as a chance guess there, as it reads ~0.
 
 Conditions (the ones issue 17 names): ``clean``; ``face_covered`` (black frames: the camera covered);
 ``face_blurred`` (Gaussian blur, sigma 6 px on the 640x480 frame); ``voice_0db`` (white noise at 0 dB SNR over
@@ -133,6 +138,7 @@ def _probs(p: dict | None) -> np.ndarray | None:
 def score(rows: list[dict], items: list[Item], seconds: float) -> dict:
     """Per item: mean probabilities of the windows inside its interval -> label; accuracy per output."""
     hits: dict[str, list[bool]] = {"fused": [], "baseline": [], "video": [], "audio": [], "text": []}
+    gauge: dict[str, list[float]] = {"video": [], "audio": [], "text": []}
     no_label = 0
     for i, it in enumerate(items):
         a, b = i * seconds - 0.05, (i + 1) * seconds + 0.05
@@ -149,10 +155,40 @@ def score(rows: list[dict], items: list[Item], seconds: float) -> dict:
                    if (p := ((r.get("modalities") or {}).get(m) or {}).get("prediction"))]
             if own:
                 hits[m].append(int(np.mean(own, 0).argmax()) == it.label)
+            reports = [(r.get("modalities") or {}).get(m) for r in inside]
+            qs = [float(x.get("quality") or 0.0) for x in reports if x is not None]
+            if qs:
+                gauge[m].append(float(np.mean(qs)))
     out: dict = {"items": len(items), "windows_without_label": no_label}
     for k, v in hits.items():
         if v:
             out[k] = {"accuracy": round(float(np.mean(v)), 4), "items_scored": len(v)}
+        if k in gauge and gauge[k]:
+            out.setdefault(k, {"items_scored": 0})["mean_gauge"] = round(float(np.mean(gauge[k])), 4)
+    return out
+
+
+def gauge_vs_usefulness(conditions: dict) -> dict:
+    """Per condition and modality: mean gauge beside the relative accuracy of the modality's own prediction
+    (chance-to-clean scale, an unscored item counted as a chance guess; clean = 1 by definition)."""
+    from umq.training.runtime.sampling import CHANCE, relative
+
+    clean = conditions.get("clean")
+    if not clean:
+        return {}
+    out: dict = {}
+    for cond, c in conditions.items():
+        for m in ("video", "audio", "text"):
+            if m not in c or "mean_gauge" not in c[m] or "accuracy" not in clean.get(m, {}):
+                continue
+            n = c["items"]
+            hits = c[m].get("accuracy", 0.0) * c[m]["items_scored"]
+            acc = (hits + (n - c[m]["items_scored"]) * CHANCE) / n
+            n0 = clean["items"]
+            acc0 = (clean[m]["accuracy"] * clean[m]["items_scored"] + (n0 - clean[m]["items_scored"]) * CHANCE) / n0
+            rel = 1.0 if cond == "clean" else float(relative(acc, acc0))
+            out.setdefault(cond, {})[m] = {"mean_gauge": c[m]["mean_gauge"], "relative_accuracy": round(rel, 4),
+                                           "gap": round(c[m]["mean_gauge"] - rel, 4)}
     return out
 
 
@@ -174,6 +210,7 @@ def run(root: Path, per_class: int, seconds: float, conditions: list[str], seed:
     pairs = {"video": ("face_blurred", "face_covered"), "audio": ("voice_0db", "mic_muted")}
     rep["degraded_minus_removed"] = {m: round(c[d]["fused"]["accuracy"] - c[r]["fused"]["accuracy"], 4)
                                      for m, (d, r) in pairs.items() if d in c and r in c}
+    rep["gauge_vs_usefulness"] = gauge_vs_usefulness(c)
     return rep
 
 

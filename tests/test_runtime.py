@@ -140,6 +140,24 @@ def test_dark_frames_are_reported(analyzer, clean_window):
     assert (video.state == "missing" and "no face" in video.reason) or "too dark" in video.flags, video
 
 
+def test_badge_follows_the_gauge_and_cue_findings_stay_flags(analyzer, clean_window):
+    """One rule (issue 17): a present modality is low exactly when its calibrated quality is below the threshold;
+    a cue finding ("too dark", "noisy: SNR ...", "clipping") is shown as a flag beside it and never turns a
+    useful modality low by itself (the screen once showed "voice 0.89 LOW noisy")."""
+    from umq.runtime.states import LOW_QUALITY
+
+    flagged_ok = 0
+    for s in (LabSettings(), LabSettings(noise_snr_db=3.0), LabSettings(blur=0.3), LabSettings(dark=0.9),
+              LabSettings(clipping=0.2), LabSettings(word_drop=0.5)):
+        r = _analyse(analyzer, clean_window, s)
+        for m, rep in r.modalities.items():
+            if rep.state in ("missing", "idle"):
+                continue
+            assert (rep.state == "low") == (rep.quality < LOW_QUALITY), (s, m, rep)
+            flagged_ok += bool(rep.flags) and rep.state == "ok" and rep.reason == ""
+    assert flagged_ok, "no flagged modality read ok: the check above never saw a flag on a useful input"
+
+
 def test_all_inputs_missing_names_no_class(analyzer, clean_window):
     r = _analyse(analyzer, clean_window, LabSettings(camera_off=True, mute=True, no_transcript=True))
     assert r.no_evidence and r.label == "" and set(r.state.values()) <= {"missing", "idle"}, r.state

@@ -7,14 +7,10 @@ UNIFORM = {e: 1 / 7 for e in "abcdefg"}
 PEAKED = {**{e: 0.1 for e in "abcdef"}, "g": 0.4}
 
 
-def test_state_comes_from_the_number_and_a_cue_flag_also_makes_it_low():
+def test_state_comes_from_the_number_alone():
     assert modality_state(True, LOW_QUALITY + 0.01) == "ok"
     assert modality_state(True, LOW_QUALITY - 0.01) == "low"
     assert modality_state(False, 0.9) == "missing" and modality_state(False, 0.0, idle=True) == "idle"
-    # calibrated or not: the encoder keeps over half its accuracy on some inputs a person calls bad (noise at
-    # -3 dB SNR, 6 % brightness), so the number alone would call them ok; the flag marks them low
-    for calibrated in (True, False):
-        assert modality_state(True, 0.9, flags=("too dark",), calibrated=calibrated) == "low"
 
 
 def test_reason_names_flags_when_low_and_nothing_when_ok():

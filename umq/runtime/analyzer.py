@@ -450,7 +450,7 @@ class Analyzer:
             mp = p.modalities[name]
             quality = self.calibration(name, float(np.clip(q[i], 0.0, 1.0))) if mp.present else 0.0
             left_out = mp.present and not used_h[i]
-            state = modality_state(mp.present, quality, mp.idle, mp.flags, self.calibration.fitted)
+            state = modality_state(mp.present, quality, mp.idle)
             pred = Prediction(_distribution(own_probs[name])) if name in own_probs else None
             reason = state_reason(state, mp.reason, mp.flags, quality,
                                   self.calibration.gate if left_out else None)

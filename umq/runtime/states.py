@@ -1,14 +1,15 @@
 """The one rule that turns numbers into what a person reads: a modality's state and whether there is evidence.
 
 Every threshold the dashboard, the exports and the CLI summaries depend on lives here, so that the badge and the
-gauge can never disagree: the state comes from the (calibrated) quality number, and a cue finding, shown beside
-it as a flag (:attr:`umq.result.ModalityReport.flags`), also marks the modality low (see :func:`modality_state`).
+gauge can never disagree: the state comes from the (calibrated) quality number alone; a cue finding ("too dark",
+"noisy: SNR -3 dB") is shown beside it as a flag (:attr:`umq.result.ModalityReport.flags`) that explains the
+number, never as a second verdict (see :func:`modality_state`).
 
 * ``missing``: capture delivered nothing or there is nothing to read (no face in view, mic silent, no
   transcript source). The model is told.
 * ``idle``: the source is there but had nothing to say in this window (a transcript source with nobody
   speaking). The model is told exactly as for ``missing``; the person sees the difference.
-* ``low``: quality below :data:`LOW_QUALITY`, or a cue flag (too dark, noisy, garbled text). Below the quality
+* ``low``: quality below :data:`LOW_QUALITY`. Below the quality
   gate (:attr:`umq.runtime.calibration.QualityCalibration.gate`, at most :data:`LOW_QUALITY`, fitted with the
   calibration) a low modality is also left out of the fusion, and its reason says so first.
 * ``ok``: otherwise.
@@ -29,22 +30,17 @@ NEAR_UNIFORM_MARGIN = 0.05
 NO_INPUT_REASON = "no usable input"
 
 
-def modality_state(present: bool, quality: float, idle: bool = False, flags: Iterable[str] = (),
-                   calibrated: bool = True) -> str:
+def modality_state(present: bool, quality: float, idle: bool = False) -> str:
     """``missing``/``idle``/``low``/``ok`` for one modality (see the module docstring).
 
-    A cue flag also makes the modality ``low``, calibrated or not (``calibrated`` is kept for callers; it no
-    longer changes the rule). The calibrated number says how much of the encoder's usefulness is left, and
-    for some inputs a person would call bad that is still more than half: on the validation ladder the voice
-    encoder keeps 0.69 of its clean accuracy in white noise at -3 dB SNR, the face encoder 0.50 at 6 %
-    brightness (docs/results.md, reliability tables). The gauge shows that number; the badge also says that
-    something is wrong with the input."""
-    del calibrated
+    Cue flags do not enter: until the ninth session a flag also made the modality ``low``, and the screen then
+    showed "voice 0.89 LOW noisy" - two verdicts that disagree, the complaint of issue 17. The calibrated number
+    is the modality's measured usefulness relative to clean (docs/results.md, section 1): in white noise at
+    -3 dB SNR the voice ensemble keeps 0.94 of its clean accuracy and the gauge reads 0.73, so the voice is
+    ``ok``, flagged "noisy"; the fusion uses it either way."""
     if not present:
         return "idle" if idle else "missing"
-    if quality < LOW_QUALITY or any(True for _ in flags):
-        return "low"
-    return "ok"
+    return "low" if quality < LOW_QUALITY else "ok"
 
 
 def state_reason(state: str, reason: str, flags: Iterable[str], quality: float,

@@ -60,6 +60,8 @@ def test_items_are_scored_from_their_own_windows_and_an_empty_label_is_wrong():
     items = _items(2)  # labels 0 (neutral) and 1 (happy), 4 s each
     rows = [_row(0.0, "neutral", "neutral"), _row(2.0, "neutral", "sad"), _row(3.0, "happy"),  # straddles: ignored
             _row(4.0, "happy", empty=True), _row(6.0, "happy", empty=True)]
+    rows[1]["modalities"]["video"]["state"] = "idle"  # nothing to read: left out of the gauge's mean
+    rows[1]["modalities"]["video"]["quality"] = 0.0
     rep = score(rows, items, 4.0)
     assert rep["fused"]["accuracy"] == 0.5  # item 1 has only "no usable input" windows
     assert rep["windows_without_label"] == 2

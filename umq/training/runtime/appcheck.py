@@ -11,7 +11,8 @@ modality's own prediction, and each modality's mean quality gauge.
 The gauge is meant to read as the modality's usefulness relative to clean (docs/results.md, section 1), so the
 report also puts, per condition and modality, the mean gauge beside the relative accuracy of that modality's own
 prediction through the app (``gauge_vs_usefulness``): the reliability check of the cached tables, asked of the
-app. An item whose modality gave no prediction (no face found) counts as a chance guess there, as it reads ~0.
+app. An item whose modality gave no prediction (no face found) counts as a chance guess there, as it reads ~0;
+idle windows (nobody spoke) are left out of the gauge's mean.
 
 Conditions (the ones issue 17 names): ``clean``; ``face_covered`` (black frames: the camera covered);
 ``face_blurred`` (Gaussian blur, sigma 6 px on the 640x480 frame); ``voice_0db`` (white noise at 0 dB SNR over
@@ -156,7 +157,9 @@ def score(rows: list[dict], items: list[Item], seconds: float) -> dict:
             if own:
                 hits[m].append(int(np.mean(own, 0).argmax()) == it.label)
             reports = [(r.get("modalities") or {}).get(m) for r in inside]
-            qs = [float(x.get("quality") or 0.0) for x in reports if x is not None]
+            # an idle window (a transcript source with nobody speaking: subtitle lines arrive when they end)
+            # has nothing to read, so its 0 says nothing about usefulness; a missing one (no face found) does
+            qs = [float(x.get("quality") or 0.0) for x in reports if x is not None and x.get("state") != "idle"]
             if qs:
                 gauge[m].append(float(np.mean(qs)))
     out: dict = {"items": len(items), "windows_without_label": no_label}

@@ -54,8 +54,9 @@ def test_corrupted_stretches_are_marked(demo_results):
     assert sum(r["state"]["video"] != "ok" for r in dark) >= 0.8 * len(dark)
     muted = _inside(rows, 21.0, 27.0)
     assert all(r["state"]["audio"] == "missing" and "silent" in r["reason"]["audio"] for r in muted)
-    noisy = _inside(rows, 27.5, 34.0)
-    assert all(r["state"]["audio"] != "ok" for r in noisy) and any("SNR" in r["reason"]["audio"] for r in noisy)
+    noisy = _inside(rows, 27.5, 34.0)  # ~0 dB white noise: flagged with its SNR; the badge follows the gauge
+    flagged = [r for r in noisy if any("SNR" in f for f in r["modalities"]["audio"]["flags"])]
+    assert len(flagged) >= 0.8 * len(noisy), [r["modalities"]["audio"]["flags"] for r in noisy]
     no_text = _inside(rows, 34.5, 40.0)
     assert all(r["state"]["text"] == "missing" for r in no_text)
     clean = _inside(rows, 2.0, 9.0)
@@ -63,3 +64,11 @@ def test_corrupted_stretches_are_marked(demo_results):
     # quality follows: the camera-off stretch has lower face quality than the clean start
     mean = lambda rs, m: sum(r["quality"][m] for r in rs) / len(rs)  # noqa: E731
     assert mean(off, "video") < mean(clean, "video") and mean(muted, "audio") < mean(_inside(rows, 2, 9), "audio")
+    assert mean(noisy, "audio") < mean(clean, "audio")
+    # one rule on every window of the session: a present modality is low exactly when its gauge is below 0.5
+    from umq.runtime.states import LOW_QUALITY
+
+    for r in rows:
+        for m, rep in r["modalities"].items():
+            if rep["state"] in ("ok", "low") and abs(rep["quality"] - LOW_QUALITY) > 1e-3:  # exports round
+                assert (rep["state"] == "low") == (rep["quality"] < LOW_QUALITY), (r["t0"], m, rep)

@@ -176,6 +176,10 @@ def gauge_vs_usefulness(conditions: dict) -> dict:
     (chance-to-clean scale, an unscored item counted as a chance guess; clean = 1 by definition)."""
     from umq.training.runtime.sampling import CHANCE, relative
 
+    def accuracy(c: dict, m: str) -> float:  # over every item, an unscored one a chance guess
+        scored = c[m]["items_scored"]
+        return (c[m].get("accuracy", 0.0) * scored + (c["items"] - scored) * CHANCE) / c["items"]
+
     clean = conditions.get("clean")
     if not clean:
         return {}
@@ -184,12 +188,7 @@ def gauge_vs_usefulness(conditions: dict) -> dict:
         for m in ("video", "audio", "text"):
             if m not in c or "mean_gauge" not in c[m] or "accuracy" not in clean.get(m, {}):
                 continue
-            n = c["items"]
-            hits = c[m].get("accuracy", 0.0) * c[m]["items_scored"]
-            acc = (hits + (n - c[m]["items_scored"]) * CHANCE) / n
-            n0 = clean["items"]
-            acc0 = (clean[m]["accuracy"] * clean[m]["items_scored"] + (n0 - clean[m]["items_scored"]) * CHANCE) / n0
-            rel = 1.0 if cond == "clean" else float(relative(acc, acc0))
+            rel = 1.0 if cond == "clean" else float(relative(accuracy(c, m), accuracy(clean, m)))
             out.setdefault(cond, {})[m] = {"mean_gauge": c[m]["mean_gauge"], "relative_accuracy": round(rel, 4),
                                            "gap": round(c[m]["mean_gauge"] - rel, 4)}
     return out

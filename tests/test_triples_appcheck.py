@@ -12,7 +12,7 @@ import soundfile as sf
 
 from umq.labels import EMOTIONS
 from umq.training.data import default_data_root
-from umq.training.runtime.appcheck import Item, gauge_vs_usefulness, score, write_condition
+from umq.training.runtime.appcheck import Item, gauge_vs_usefulness, per_clip_snr, score, voice_snr, write_condition
 
 DATA = default_data_root()
 
@@ -47,6 +47,21 @@ def test_conditions_change_only_what_they_name(tmp_path):
     assert np.sqrt(np.mean(noisy[silent_gap] ** 2)) > 0.1 and np.abs(a_clean[silent_gap]).max() < 0.02
     with pytest.raises(ValueError, match="unknown condition"):
         write_condition(items, "foggy", 2.0, tmp_path, 0)
+    # a noise ladder: voice_<N>db adds the same noise N dB quieter
+    ten = _audio(write_condition(items, "voice_10db", 2.0, tmp_path, 0))
+    ratio = np.sqrt(np.mean(ten[silent_gap] ** 2)) / np.sqrt(np.mean(noisy[silent_gap] ** 2))
+    assert abs(20 * np.log10(ratio) + 10) < 1.0, ratio
+    assert voice_snr("voice_-5db") == -5.0 and voice_snr("voice_0db") == 0.0 and voice_snr("mic_muted") is None
+
+
+def test_the_track_snr_puts_soft_clips_below_the_nominal_one():
+    """The noise floor is set against the whole track, as in a room: a clip 20 dB softer than another sits
+    20 dB lower, and the louder clips (which dominate the track's level) sit a little above the nominal SNR."""
+    items = _items(2)
+    soft = Item(1, items[1].face, items[1].voice * 0.1, items[1].line)
+    snr = per_clip_snr([items[0], soft], 2.0, 10.0)
+    assert snr[0] - snr[1] == pytest.approx(20.0, abs=0.01)
+    assert 10.0 < snr[0] < 13.1  # at most 10 log10(2) above: the loud clip is half the track's non-silent samples
 
 
 def _row(t0: float, label: str, video: str | None = None, empty: bool = False, quality: float = 0.8) -> dict:

@@ -17,7 +17,13 @@ idle windows (nobody spoke) are left out of the gauge's mean.
 Conditions (the ones issue 17 names): ``clean``; ``face_covered`` (black frames: the camera covered);
 ``face_blurred`` (Gaussian blur, sigma 6 px on the 640x480 frame); ``voice_0db`` (white noise at 0 dB SNR over
 the whole track); ``mic_muted`` (digital silence); ``no_transcript`` (no subtitle file). "Degraded >= removed"
-reads: ``face_blurred`` >= ``face_covered`` and ``voice_0db`` >= ``mic_muted``.
+reads: ``face_blurred`` >= ``face_covered`` and ``voice_0db`` >= ``mic_muted``. Any ``voice_<N>db`` (e.g.
+``voice_10db``, ``voice_-5db``) adds white noise at N dB the same way, for a noise ladder through the app.
+
+The SNR is the track's: the noise is scaled to the RMS of every non-silent sample of the whole track, as a room's
+fixed noise floor would be, so soft clips sit far below it and loud ones above (on the report half's 140 clips,
+``--per-class 20 --seed 1``, the median clip is 14.7 dB below the nominal SNR). The report gives each voice
+condition's per-clip SNRs (``voice_snr_per_clip``: median and 10-90 %).
 
     python -m umq.evaluate app-triples --data ../shared/data --per-class 10 [--conditions clean mic_muted ...]
 """
@@ -26,6 +32,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import re
 import subprocess
 import sys
 import tempfile
@@ -41,6 +48,7 @@ from umq.training.text.appcheck import srt_time
 
 log = logging.getLogger(__name__)
 CONDITIONS = ("clean", "face_covered", "face_blurred", "voice_0db", "mic_muted", "no_transcript")
+_VOICE_SNR = re.compile(r"voice_(-?\d+(?:\.\d+)?)db")
 W, H, FPS, SR = 640, 480, 15, 16_000
 HALVES = {"report": (1, {19, 20}), "fit": (0, {17, 18})}  # (first FER/MELD item, RAVDESS actors)
 
@@ -84,23 +92,55 @@ def load_items(root: Path, per_class: int, seed: int = 0, half: str = "report") 
     return [items[i] for i in rng.permutation(len(items))]
 
 
-def write_condition(items: list[Item], condition: str, seconds: float, work: Path, seed: int) -> Path:
-    """``work/<condition>.mp4`` (+ ``.srt`` unless ``no_transcript``) for the items under ``condition``."""
-    if condition not in CONDITIONS:
-        raise ValueError(f"unknown condition {condition!r}; known: {CONDITIONS}")
-    import soundfile as sf
+def voice_snr(condition: str) -> float | None:
+    """The nominal SNR (dB) of a ``voice_<N>db`` condition; None for any other condition."""
+    m = _VOICE_SNR.fullmatch(condition)
+    return float(m.group(1)) if m else None
 
-    rng = np.random.default_rng(seed)  # the same faces, offsets and noise in every condition
-    n = int(round(seconds * FPS))
+
+def check_condition(condition: str) -> str:
+    """``condition`` if it is known (one of :data:`CONDITIONS` or ``voice_<N>db``), else ValueError."""
+    if condition not in CONDITIONS and voice_snr(condition) is None:
+        raise ValueError(f"unknown condition {condition!r}; known: {', '.join(CONDITIONS)}, or voice_<N>db")
+    return condition
+
+
+def _track(items: list[Item], seconds: float) -> np.ndarray:
+    """Every item's voice in its slot (0.25 s in, cut 0.5 s before the slot ends), silence between."""
     seg = int(round(seconds * SR))
     audio = np.zeros(seg * len(items), np.float32)
     for i, it in enumerate(items):
         v = it.voice[: seg - SR // 2]
         audio[i * seg + SR // 4: i * seg + SR // 4 + len(v)] = v
-    if condition == "voice_0db":
-        speech = audio[np.abs(audio) > 1e-4]
-        rms = float(np.sqrt(np.mean(speech ** 2))) if speech.size else 0.01
-        audio = audio + np.random.default_rng(seed + 1).normal(0.0, rms, audio.shape).astype(np.float32)
+    return audio
+
+
+def _level(x: np.ndarray) -> float:
+    """RMS of the non-silent samples (the reference of the track's SNR)."""
+    nz = x[np.abs(x) > 1e-4]
+    return float(np.sqrt(np.mean(nz ** 2))) if nz.size else 0.0
+
+
+def per_clip_snr(items: list[Item], seconds: float, snr_db: float) -> np.ndarray:
+    """Each clip's own SNR (dB) under the noise that ``voice_<snr_db>db`` adds to the whole track."""
+    seg = int(round(seconds * SR))
+    ref = _level(_track(items, seconds)) or 0.01
+    return np.array([snr_db + 20 * np.log10(max(_level(it.voice[: seg - SR // 2]), 1e-9) / ref) for it in items])
+
+
+def write_condition(items: list[Item], condition: str, seconds: float, work: Path, seed: int) -> Path:
+    """``work/<condition>.mp4`` (+ ``.srt`` unless ``no_transcript``) for the items under ``condition``."""
+    check_condition(condition)
+    import soundfile as sf
+
+    rng = np.random.default_rng(seed)  # the same faces, offsets and noise in every condition
+    n = int(round(seconds * FPS))
+    audio = _track(items, seconds)
+    snr = voice_snr(condition)
+    if snr is not None:  # white noise at this SNR against the whole track's level (a fixed noise floor)
+        rms = _level(audio) or 0.01
+        noise = np.random.default_rng(seed + 1).normal(0.0, rms, audio.shape).astype(np.float32)
+        audio = audio + noise * np.float32(10 ** (-snr / 20))
     elif condition == "mic_muted":
         audio[:] = 0.0
     wav, video = work / f"{condition}.wav", work / f"{condition}.mp4"
@@ -212,15 +252,32 @@ def run(root: Path, per_class: int, seconds: float, conditions: list[str], seed:
     pairs = {"video": ("face_blurred", "face_covered"), "audio": ("voice_0db", "mic_muted")}
     rep["degraded_minus_removed"] = {m: round(c[d]["fused"]["accuracy"] - c[r]["fused"]["accuracy"], 4)
                                      for m, (d, r) in pairs.items() if d in c and r in c}
+    voiced = [k for k in c if voice_snr(k) is not None]
+    rep["voice_minus_muted"] = {k: round(c[k]["fused"]["accuracy"] - c["mic_muted"]["fused"]["accuracy"], 4)
+                                for k in voiced if "mic_muted" in c}
+    rep["voice_snr_per_clip"] = {}
+    for k in voiced:
+        snrs = per_clip_snr(items, seconds, float(voice_snr(k) or 0.0))
+        rep["voice_snr_per_clip"][k] = {"median": round(float(np.median(snrs)), 1),
+                                        "p10": round(float(np.percentile(snrs, 10)), 1),
+                                        "p90": round(float(np.percentile(snrs, 90)), 1)}
     rep["gauge_vs_usefulness"] = gauge_vs_usefulness(c)
     return rep
+
+
+def _condition_arg(value: str) -> str:
+    try:
+        return check_condition(value)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--data", required=True, help="data root in the ../shared/data layout")
     ap.add_argument("--per-class", type=int, default=10, help="triples per class")
     ap.add_argument("--seconds", type=float, default=4.0, help="how long each item plays")
-    ap.add_argument("--conditions", nargs="+", default=list(CONDITIONS), choices=CONDITIONS)
+    ap.add_argument("--conditions", nargs="+", default=list(CONDITIONS), type=_condition_arg,
+                    help=f"any of {', '.join(CONDITIONS)}, or voice_<N>db (white noise at N dB SNR; default: all six)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--half", choices=tuple(HALVES), default="report",
                     help="validation half the items come from: report (default, what docs/results.md quotes) or "

@@ -105,12 +105,17 @@ def check_condition(condition: str) -> str:
     return condition
 
 
+def _in_slot(it: Item, seconds: float) -> np.ndarray:
+    """The part of an item's voice that plays: its slot less 0.5 s (it starts 0.25 s in)."""
+    return it.voice[: int(round(seconds * SR)) - SR // 2]
+
+
 def _track(items: list[Item], seconds: float) -> np.ndarray:
     """Every item's voice in its slot (0.25 s in, cut 0.5 s before the slot ends), silence between."""
     seg = int(round(seconds * SR))
     audio = np.zeros(seg * len(items), np.float32)
     for i, it in enumerate(items):
-        v = it.voice[: seg - SR // 2]
+        v = _in_slot(it, seconds)
         audio[i * seg + SR // 4: i * seg + SR // 4 + len(v)] = v
     return audio
 
@@ -123,9 +128,8 @@ def _level(x: np.ndarray) -> float:
 
 def per_clip_snr(items: list[Item], seconds: float, snr_db: float) -> np.ndarray:
     """Each clip's own SNR (dB) under the noise that ``voice_<snr_db>db`` adds to the whole track."""
-    seg = int(round(seconds * SR))
     ref = _level(_track(items, seconds)) or 0.01
-    return np.array([snr_db + 20 * np.log10(max(_level(it.voice[: seg - SR // 2]), 1e-9) / ref) for it in items])
+    return np.array([snr_db + 20 * np.log10(max(_level(_in_slot(it, seconds)), 1e-9) / ref) for it in items])
 
 
 def write_condition(items: list[Item], condition: str, seconds: float, work: Path, seed: int) -> Path:

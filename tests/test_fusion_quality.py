@@ -7,6 +7,7 @@ without ../shared/data.
 from __future__ import annotations
 
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -235,8 +236,8 @@ def test_face_crops_folder_replaces_fer_images_and_names_the_missing_file(tmp_pa
 
 def test_live_path_crops_are_made_once_with_the_recipe_seed_and_cached(tmp_path, monkeypatch):
     """By default the face vectors come from live-path crops made by the real detector + crop (no face is found in
-    noise images, so each row keeps its original face), once per source file: a second call reads the cache, and a
-    changed source file makes new crops."""
+    noise images, so each row keeps its original face), once per source file's bytes: a second call, a touched
+    file or a copy elsewhere reads the cache, and changed bytes make new crops."""
     from umq.training.face import crops as crops_mod
     from umq.training.runtime import triples
     from umq.training.runtime.train import FACE_CROP_SEEDS, FaceSource
@@ -254,8 +255,13 @@ def test_live_path_crops_are_made_once_with_the_recipe_seed_and_cached(tmp_path,
         assert d["images"].shape == s["images"].shape and list(d["labels"]) == list(s["labels"])
         assert d["found"].dtype == bool and list(d["source"]) == list(range(7))
     assert FaceSource().path(root, "train") == first and len(calls) == 1
+    os.utime(src, (1e9, 1e9))  # a remounted or touched data folder: same bytes, same crops
+    moved = tmp_path / "elsewhere"
+    (moved / "fer2013").mkdir(parents=True)
+    shutil.copy(src, moved / "fer2013" / "train.npz")
+    assert FaceSource().path(root, "train") == first and FaceSource().path(moved, "train") == first
+    assert len(calls) == 1
     _fer_npz(src, seed=1)
-    os.utime(src, (1e9, 1e9))
     assert FaceSource().path(root, "train") != first and len(calls) == 2
 
 

@@ -8,9 +8,10 @@ utterance sharing an emotion label — which is what the data allow: no corpus h
 
 Computing vectors is the slow part (the voice front-end runs silero-vad and pitch tracking, ~45 ms per window
 on one core), so every cache is written once to ``$UMQ_CACHE/runtime`` (default ``~/.cache/umq/runtime``),
-keyed by the source file's size and modification time, :data:`CACHE_VERSION`, the feature recipe and a digest of
-the modality's encoder weights and front-end code (:func:`encoder_digest`): a new encoder or front-end rebuilds
-its cache instead of silently reusing vectors of the old one. Cached vectors are derived from the datasets: they
+keyed by a digest of the source file's bytes (not its path or time: a remounted data folder keeps its caches),
+:data:`CACHE_VERSION`, the feature recipe and a digest of the modality's encoder weights and front-end code
+(:func:`encoder_digest`): a new encoder or front-end rebuilds its cache instead of silently reusing vectors of
+the old one. Cached vectors are derived from the datasets: they
 stay outside the repository.
 """
 from __future__ import annotations
@@ -70,8 +71,13 @@ def _key(*parts) -> str:
 
 
 def _file_id(p: Path) -> str:
-    st = p.stat()
-    return f"{p.resolve()}:{st.st_size}:{int(st.st_mtime)}"
+    """What a cache depends on in a data file: its bytes, not its path or time, so a remounted, copied or
+    touched data folder keeps its caches (hashing FER2013 ``train.npz``, 63 MB, takes ~0.1 s)."""
+    h = hashlib.sha256()
+    with open(p, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            h.update(block)
+    return f"{p.name}:{h.hexdigest()}"
 
 
 def _cached(name: str, key: str, build) -> ModalityCache:

@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import csv
+import json
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -372,3 +374,21 @@ def test_scores_unseen_actors_well_above_chance(tmp_path):
     assert r["n"] == 40 and r["skipped"] == 1
     assert r["accuracy"] >= 0.4, r  # chance is 1/7; the majority class (neutral) is 0.2
     assert set(r) >= {"n", "accuracy", "macro_f1", "weighted_f1", "per_class_recall", "confusion", "skipped"}
+
+
+@pytest.mark.data
+@pytest.mark.slow
+@pytest.mark.skipif(_data_dir() is None, reason="RAVDESS not found (set UMQ_DATA or put it at ../shared/data)")
+def test_voice_multi_noise_ladder_command_adds_the_noise_it_names(tmp_path):
+    """``python -m umq.evaluate voice-multi --snr clean,-10``: one result per SNR, the same clips in each, and
+    the noise really is in the -10 dB run (it scores lower than clean)."""
+    out = tmp_path / "r.json"
+    r = subprocess.run([sys.executable, "-m", "umq.evaluate", "voice-multi", "--data", str(_data_dir().parent),
+                        "--actors", "20", "--corpora", "ravdess", "--modes", "prior", "--snr", "clean,-10",
+                        "--out", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=240)
+    assert r.returncode == 0, r.stderr[-2000:]
+    rep = json.loads(out.read_text())
+    assert set(rep) == {"ravdess/prior", "ravdess/prior/-10dB"}
+    clean, noisy = rep["ravdess/prior"], rep["ravdess/prior/-10dB"]
+    assert clean["n"] == noisy["n"] == 60
+    assert noisy["accuracy"] < clean["accuracy"] - 0.1, (clean["accuracy"], noisy["accuracy"])

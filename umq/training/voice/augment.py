@@ -7,8 +7,11 @@ random chain that imitates that (every step optional, parameters drawn per call 
    different voice or a slightly faster talker);
 2. **room**: a random impulse response (:func:`umq.perception.voice.corrupt.synthetic_rir`, RT60 0.15-1.0 s,
    random direct-to-reverberant ratio), p 0.5;
-3. **noise** at a random SNR (0-30 dB): white, pink, "room" (brown-ish low-frequency rumble + hum),
-   or babble (recorded other talkers when given, else synthetic), p 0.8;
+3. **noise** at a random SNR (``snr_db``, default :data:`SNR_RANGE_DB`, 0-30 dB): white, pink, "room"
+   (brown-ish low-frequency rumble + hum), or babble (recorded other talkers when given, else synthetic), p 0.8.
+   A range down to -10 dB (soft speech under a room's fixed noise floor sits well below 0 dB) made the encoder
+   better under such a floor but the fused answer worse, so it is an option, not the recipe
+   (docs/voice-encoder.md, "Training under a noise floor");
 4. **device**: band-limiting (a random high-pass 80-300 Hz and low-pass 3.4-7.5 kHz, or the 300-3400 Hz
    telephone band), p 0.5;
 5. **codec**: 8-bit mu-law quantisation, or a round trip through 8 kHz, p 0.25;
@@ -27,6 +30,8 @@ from scipy.signal import butter, resample_poly, sosfilt
 from umq.perception.voice import corrupt as ac
 
 SR = 16_000
+SNR_RANGE_DB = (0.0, 30.0)
+"""Per-window SNR range (dB) of the noise step in the shipped recipe."""
 
 
 def speed(x: np.ndarray, factor: float) -> np.ndarray:
@@ -81,8 +86,8 @@ def room_noise(n: int, rng: np.random.Generator, sr: int = SR) -> np.ndarray:
     return (b + rng.uniform(0.0, 0.5) * hum / (np.std(hum) + 1e-12)).astype(np.float64)
 
 
-def random_chain(x: np.ndarray, rng: np.random.Generator, talkers: Sequence[np.ndarray] | None = None
-                 ) -> np.ndarray:
+def random_chain(x: np.ndarray, rng: np.random.Generator, talkers: Sequence[np.ndarray] | None = None,
+                 snr_db: tuple[float, float] = SNR_RANGE_DB) -> np.ndarray:
     """One random room + device + noise chain (module docstring) applied to a clean window."""
     x = np.asarray(x, np.float32)
     if rng.random() < 0.5:
@@ -90,7 +95,7 @@ def random_chain(x: np.ndarray, rng: np.random.Generator, talkers: Sequence[np.n
     if rng.random() < 0.5:
         x = ac.reverberate(x, rng.uniform(0.15, 1.0), rng, direct=rng.uniform(0.3, 2.0))
     if rng.random() < 0.8:
-        snr = rng.uniform(0.0, 30.0)
+        snr = rng.uniform(*snr_db)
         r = rng.random()
         if r < 0.25:
             x = ac.white_noise(x, snr, rng)

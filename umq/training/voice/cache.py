@@ -31,7 +31,7 @@ from umq.perception.voice.features import (
 from umq.perception.voice.vad import SileroVAD, speech_frames
 from umq.perception.voice.whisper import WHISPER_FEATURE_NAMES, whisper_frame_features
 from umq.training.data.voice_corpora import load_all, load_ravdess
-from umq.training.voice.augment import random_chain
+from umq.training.voice.augment import SNR_RANGE_DB, random_chain
 
 log = logging.getLogger(__name__)
 F0 = WHISPER_FEATURE_NAMES.index("log2_f0")
@@ -75,7 +75,8 @@ def featurize_window(x: np.ndarray, speech: np.ndarray | None = None) -> dict[st
     return f
 
 
-def build_shard(data: Path, shard: int, shards: int, variants: int, seed: int = 1234) -> Path:
+def build_shard(data: Path, shard: int, shards: int, variants: int, seed: int = 1234,
+                snr_db: tuple[float, float] = SNR_RANGE_DB) -> Path:
     clips = load_all(data, set(range(1, 17)))
     rng = np.random.default_rng([seed, shard])
     from umq.training.voice.clips import read_audio
@@ -93,7 +94,7 @@ def build_shard(data: Path, shard: int, shards: int, variants: int, seed: int = 
         x = read_audio(c.audio)
         for k in range(1 + variants):
             w = place(x, None if k == 0 else rng)
-            f = featurize_window(w if k == 0 else random_chain(w, rng, talkers), speech10(w))
+            f = featurize_window(w if k == 0 else random_chain(w, rng, talkers, snr_db), speech10(w))
             for key in keys:
                 out[key].append(f[key].astype(np.float16) if key == "feats" else f[key])
             meta.append((i, k))
@@ -115,9 +116,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--shard", type=int, default=0)
     p.add_argument("--shards", type=int, default=1)
     p.add_argument("--variants", type=int, default=3)
+    p.add_argument("--snr-db", type=float, nargs=2, default=list(SNR_RANGE_DB), metavar=("LOW", "HIGH"),
+                   help="SNR range of the augmentation's noise step (default: the shipped 0 30)")
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    build_shard(a.data, a.shard, a.shards, a.variants)
+    build_shard(a.data, a.shard, a.shards, a.variants, snr_db=(a.snr_db[0], a.snr_db[1]))
 
 
 if __name__ == "__main__":

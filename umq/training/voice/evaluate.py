@@ -7,7 +7,8 @@ of URDU and TurEV-DB (4 classes each: the argmax over the corpus's own classes).
 window (shorter clips sit in digital silence, as a short utterance does inside a live window). Normaliser modes:
 ``prior`` (fixed training prior) or ``running`` (one session per speaker, clips in a seeded random order, each
 updating the state before it is scored, as live). The log-mel CRNN has no calm output: for TurEV its neutral
-logit stands for calm.
+logit stands for calm. ``--snr clean,10,0,-5,-10`` repeats it with white noise at each SNR over the window (a
+steady noise floor under speech; soft speech under a room's floor sits near -5 dB).
 
 ``python -m umq.evaluate voice-adapt --data DATA``: the running speaker normaliser on RAVDESS actors 17-20: accuracy
 on half of each actor's clips after it heard 0-60 s of that actor's speech (the other half), and two actors
@@ -37,7 +38,7 @@ import torch
 
 from umq.labels import EMOTIONS
 from umq.metrics import classification_report
-from umq.perception.voice.corrupt import corrupt
+from umq.perception.voice.corrupt import corrupt, white_noise
 from umq.perception.voice.ensemble import logits8 as voice_logits8
 from umq.perception.voice.ensemble import predict as predict_voice
 from umq.perception.voice.frontend import VoiceFrontEnd, collate_views
@@ -73,15 +74,22 @@ def score(corpus: str, logits8: torch.Tensor, label: int) -> tuple[int, int]:
     return label, int(logits8.masked_fill(~allowed, -1e4).argmax())
 
 
-def evaluate_corpus(net, clips: list[VoiceClip], normalize: bool, device, seed: int = 0) -> dict:
+def evaluate_corpus(net, clips: list[VoiceClip], normalize: bool, device, seed: int = 0,
+                    snr_db: float | None = None) -> dict:
+    """Accuracy on ``clips`` (central 2 s windows), one speaker session per speaker. ``snr_db``: white noise at
+    that SNR over each window (seeded per call), the way a steady noise floor meets one stretch of speech."""
     by_spk: dict[str, list[VoiceClip]] = {}
     for c in clips:
         by_spk.setdefault(c.speaker, []).append(c)
     y, p = [], []
+    rng = np.random.default_rng(seed)
     for _, group in sorted(by_spk.items()):
         fe = VoiceFrontEnd(net.feature_stats, device=device, normalize=normalize)
         for c in session_order(group, seed):
-            t, q = score(c.corpus, clip_logits(net, fe(place(read_audio(c.audio), None))), c.label)
+            x = place(read_audio(c.audio), None)
+            if snr_db is not None:
+                x = white_noise(x, snr_db, rng)
+            t, q = score(c.corpus, clip_logits(net, fe(x)), c.label)
             y.append(t)
             p.append(q)
     y, p = np.asarray(y), np.asarray(p)
@@ -97,12 +105,16 @@ def voice_multi(args) -> dict:
     sets = {"ravdess": load_ravdess(args.data, parse_range(args.actors)), **{
         c: load_extra(args.data, (c,)) for c in ("urdu", "turev")}}
     keep = args.corpora.split(",")
+    snrs = [None if v == "clean" else float(v) for v in args.snr.split(",")]
     out = {}
-    for mode in args.modes.split(","):
-        for name, clips in ((k, v) for k, v in sets.items() if k in keep):
-            r = evaluate_corpus(net, clips, mode == "running", dev)
-            out[f"{name}/{mode}"] = r
-            print(f"{name:8s} {mode:8s} n={r['n']:5d} accuracy {r['accuracy']:.3f}  {r['per_class_recall']}")
+    for snr in snrs:
+        tag = "" if snr is None else f"/{snr:g}dB"
+        for mode in args.modes.split(","):
+            for name, clips in ((k, v) for k, v in sets.items() if k in keep):
+                r = evaluate_corpus(net, clips, mode == "running", dev, snr_db=snr)
+                out[f"{name}/{mode}{tag}"] = r
+                print(f"{name:8s} {mode:8s} {tag[1:] or 'clean':7s} n={r['n']:5d} accuracy {r['accuracy']:.3f}  "
+                      f"{r['per_class_recall']}")
     return out
 
 
@@ -301,6 +313,9 @@ def main(argv: list[str] | None = None) -> int:
     sub.choices["voice-multi"].add_argument("--modes", default="prior,running")
     sub.choices["voice-multi"].add_argument("--device", default=None)
     sub.choices["voice-multi"].add_argument("--corpora", default="ravdess,urdu,turev")
+    sub.choices["voice-multi"].add_argument(
+        "--snr", default="clean", help="comma-separated: clean and/or white-noise SNRs in dB over each window, "
+        "e.g. clean,10,5,0,-5,-10 (a noise-floor ladder)")
     sub.choices["app-voice"].add_argument("--limit", type=int, default=0, help="score a seeded subset of clips")
     sub.choices["app-voice"].add_argument("--workdir", default=None, help="keep the video and r.jsonl here")
     args = ap.parse_args(argv)

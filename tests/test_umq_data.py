@@ -36,3 +36,36 @@ def test_ravdess_actor_subset():
     norm = fit_norm(fs, ["audio", "video"])
     z = apply_norm(fs, norm)
     assert np.allclose(z.x["audio"].mean((0, 1)), 0, atol=1e-4)  # one actor: per-speaker == global stats
+
+
+def test_audio_feature_cache_follows_the_files_bytes(tmp_path, monkeypatch):
+    """A remounted (touched) or copied audio file reads its cached features; changed bytes are extracted again."""
+    import os
+    import shutil
+
+    import soundfile as sf
+
+    from umq.training.data import features_audio as fa
+
+    rng = np.random.default_rng(0)
+    t = np.arange(16_000) / 16_000
+    wav = tmp_path / "a" / "clip.wav"
+    wav.parent.mkdir()
+    sf.write(wav, (0.3 * np.sin(2 * np.pi * 180 * t) + 0.01 * rng.standard_normal(t.size)).astype(np.float32),
+             16_000)
+    calls = []
+    real = fa.frame_features
+    monkeypatch.setattr(fa, "frame_features", lambda y, p: calls.append(1) or real(y, p))
+    cache, params = tmp_path / "cache", fa.AudioFeatureParams()
+    cache.mkdir()
+    first = fa.extract_file(wav, params, cache)
+    os.utime(wav, (1e9, 1e9))
+    copy = tmp_path / "b" / "clip.wav"
+    copy.parent.mkdir()
+    shutil.copy(wav, copy)
+    again, copied = fa.extract_file(wav, params, cache), fa.extract_file(copy, params, cache)
+    assert len(calls) == 1 and len(list(cache.glob("*.npz"))) == 1
+    assert np.array_equal(first[1], again[1]) and np.array_equal(first[1], copied[1])
+    sf.write(copy, np.zeros(16_000, np.float32) + 0.1 * np.sin(2 * np.pi * 300 * t).astype(np.float32), 16_000)
+    fa.extract_file(copy, params, cache)
+    assert len(calls) == 2 and len(list(cache.glob("*.npz"))) == 2

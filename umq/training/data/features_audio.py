@@ -131,9 +131,9 @@ def pool_frames(frames: np.ndarray, k: int) -> np.ndarray:
 
 
 def extract_file(path: Path, p: AudioFeatureParams, cache: Path) -> tuple[np.ndarray, np.ndarray]:
-    """``(frames [T, 58], stats [~300])`` of one audio file, cached under ``cache`` by path, size and params."""
-    st = path.stat()
-    key = hashlib.sha1(f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}|{p.key()}".encode()).hexdigest()
+    """``(frames [T, 58], stats [~300])`` of one audio file, cached under ``cache`` by the file's bytes and the
+    params (not its path or time: a remounted or copied data folder keeps its cache)."""
+    key = hashlib.sha1(hashlib.sha256(path.read_bytes()).digest() + p.key().encode()).hexdigest()
     f = cache / f"{key}.npz"
     if f.exists():
         try:

@@ -11,8 +11,7 @@ on one core), so every cache is written once to ``$UMQ_CACHE/runtime`` (default 
 keyed by a digest of the source file's bytes (not its path or time: a remounted data folder keeps its caches),
 :data:`CACHE_VERSION`, the feature recipe and a digest of the modality's encoder weights and front-end code
 (:func:`encoder_digest`): a new encoder or front-end rebuilds its cache instead of silently reusing vectors of
-the old one. Cached vectors are derived from the datasets: they
-stay outside the repository.
+the old one. Cached vectors are derived from the datasets: they stay outside the repository.
 """
 from __future__ import annotations
 

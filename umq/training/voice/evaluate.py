@@ -8,7 +8,7 @@ window (shorter clips sit in digital silence, as a short utterance does inside a
 ``prior`` (fixed training prior) or ``running`` (one session per speaker, clips in a seeded random order, each
 updating the state before it is scored, as live). The log-mel CRNN has no calm output: for TurEV its neutral
 logit stands for calm. ``--snr clean,10,0,-5,-10`` repeats it with white noise at each SNR over the window (a
-steady noise floor under speech; soft speech under a room's floor sits near -5 dB).
+steady noise floor under speech: soft speech under a room's floor sits well below 0 dB).
 
 ``python -m umq.evaluate voice-adapt --data DATA``: the running speaker normaliser on RAVDESS actors 17-20: accuracy
 on half of each actor's clips after it heard 0-60 s of that actor's speech (the other half), and two actors

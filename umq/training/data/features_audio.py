@@ -21,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
+from umq.perception.digests import sha256_file
+
 log = logging.getLogger(__name__)
 
 FEATURE_VERSION = 1  # bump when the extraction code changes: it is part of the cache key
@@ -133,7 +135,7 @@ def pool_frames(frames: np.ndarray, k: int) -> np.ndarray:
 def extract_file(path: Path, p: AudioFeatureParams, cache: Path) -> tuple[np.ndarray, np.ndarray]:
     """``(frames [T, 58], stats [~300])`` of one audio file, cached under ``cache`` by the file's bytes and the
     params (not its path or time: a remounted or copied data folder keeps its cache)."""
-    key = hashlib.sha1(hashlib.sha256(path.read_bytes()).digest() + p.key().encode()).hexdigest()
+    key = hashlib.sha1(bytes.fromhex(sha256_file(path)) + p.key().encode()).hexdigest()
     f = cache / f"{key}.npz"
     if f.exists():
         try:

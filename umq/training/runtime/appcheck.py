@@ -256,12 +256,13 @@ def run(root: Path, per_class: int, seconds: float, conditions: list[str], seed:
     pairs = {"video": ("face_blurred", "face_covered"), "audio": ("voice_0db", "mic_muted")}
     rep["degraded_minus_removed"] = {m: round(c[d]["fused"]["accuracy"] - c[r]["fused"]["accuracy"], 4)
                                      for m, (d, r) in pairs.items() if d in c and r in c}
-    voiced = [k for k in c if voice_snr(k) is not None]
+    voiced = {k: snr for k in c if (snr := voice_snr(k)) is not None}
     rep["voice_minus_muted"] = {k: round(c[k]["fused"]["accuracy"] - c["mic_muted"]["fused"]["accuracy"], 4)
                                 for k in voiced if "mic_muted" in c}
     rep["voice_snr_per_clip"] = {}
-    for k in voiced:
-        snrs = per_clip_snr(items, seconds, float(voice_snr(k) or 0.0))
+    below_track = per_clip_snr(items, seconds, 0.0)  # each clip's level against the track's (dB)
+    for k, snr in voiced.items():
+        snrs = snr + below_track
         rep["voice_snr_per_clip"][k] = {"median": round(float(np.median(snrs)), 1),
                                         "p10": round(float(np.percentile(snrs, 10)), 1),
                                         "p90": round(float(np.percentile(snrs, 90)), 1)}

@@ -46,6 +46,7 @@ import torch.nn.functional as F
 
 from umq.labels import EMOTIONS
 from umq.metrics import classification_report
+from umq.perception.digests import sha256_file
 from umq.perception.text.net import DEFAULT_CONFIG, DEFAULT_WEIGHTS, TextEmotionHead, head_input, save_text_head
 from umq.training.data.text import TextRows, read_goemotions, read_meld, text_dir
 
@@ -56,14 +57,6 @@ FILES = {"meld_train": "meld_train_sent_emo.csv", "meld_dev": "meld_dev_sent_emo
 
 
 # ---------------------------------------------------------------------------------------------------- features
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 ALL_LAYERS = (0, 1, 2, 3, 4, 5, 6)
 """The cache keeps the masked mean of every MiniLM layer (0 = word embeddings), so recipes can be compared."""
 
@@ -74,7 +67,7 @@ def file_features(path: Path, rows: TextRows, layers: list[int], cache_dir: Path
     from the cache when present (the cache holds all 7 layers)."""
     from umq.perception.text.frontend import LEXICAL_NAMES, lexical_matrix, shared_encoder
 
-    key = hashlib.sha256(json.dumps([_sha256(path), FEATURE_VERSION, list(LEXICAL_NAMES), len(rows)])
+    key = hashlib.sha256(json.dumps([sha256_file(path), FEATURE_VERSION, list(LEXICAL_NAMES), len(rows)])
                          .encode()).hexdigest()[:16]
     cache = Path(cache_dir) / f"{path.stem}-{key}.npz"
     if cache.is_file():

@@ -140,18 +140,17 @@ def test_voice_gauge_falls_as_a_noise_floor_rises(analyzer):
     useless (the voice ensemble keeps 0.14 of its clean accuracy there on held-out RAVDESS). Single windows
     scatter by +-0.15, so the check is on means. The runtime ladder once stopped at 2 dB SNR per clip, and that
     model read these sentences at -5 dB as more useful than at 10 dB (means 0.67 and 0.65) and at -15 dB 0.32."""
-    means = {}
-    for snr in (10.0, -5.0, -15.0):
-        q = []
-        for words in ("I am so happy today, this is wonderful news for all of us",
-                      "Leave me alone, I told you not to come here again",
-                      "the train leaves at nine and arrives in the afternoon"):
-            sp = _speech(words)
-            sp = np.pad(sp, (0, max(0, 2 * AUDIO_RATE - sp.size)))[-2 * AUDIO_RATE:]
-            chunks = [AudioChunk(k * 0.1, sp[k * 1600:(k + 1) * 1600]) for k in range(20)]
-            w = window_of([status(m, SourceState.RUNNING, 0.0) for m in Modality] + chunks, 2.0)
-            q.append(_analyse(analyzer, w, LabSettings(noise_snr_db=snr)).quality["audio"])
-        means[snr] = float(np.mean(q))
+    windows = []
+    for words in ("I am so happy today, this is wonderful news for all of us",
+                  "Leave me alone, I told you not to come here again",
+                  "the train leaves at nine and arrives in the afternoon"):
+        sp = _speech(words)
+        sp = np.pad(sp, (0, max(0, 2 * AUDIO_RATE - sp.size)))[-2 * AUDIO_RATE:]
+        chunks = [AudioChunk(k * 0.1, sp[k * 1600:(k + 1) * 1600]) for k in range(20)]
+        windows.append(window_of([status(m, SourceState.RUNNING, 0.0) for m in Modality] + chunks, 2.0))
+    means = {snr: float(np.mean([_analyse(analyzer, w, LabSettings(noise_snr_db=snr)).quality["audio"]
+                                 for w in windows]))
+             for snr in (10.0, -5.0, -15.0)}
     assert means[10.0] > means[-5.0] + 0.1 and means[-5.0] > means[-15.0] + 0.1, means
     assert means[-15.0] < 0.3, means
 

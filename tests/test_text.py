@@ -255,6 +255,32 @@ def test_load_text_head_errors_name_the_file(tmp_path):
     assert h.metrics == {"note": "test"} and h.emb_dim == 8
 
 
+def test_a_fine_tuned_head_brings_its_minilm_layers_and_bad_ones_name_the_file(tmp_path, encoder):
+    """Format 3: the MiniLM layers a head was tuned with travel in its file and the front-end applies them (the
+    untuned features would not be what the head was trained on); other heads keep the wheel's encoder."""
+    from umq.perception.text.frontend import TextFrontEnd
+
+    base = encoder.model.state_dict()["encoder.layer.5.output.dense.bias"]
+    tuned = {"encoder.layer.5.output.dense.bias": (base + torch.linspace(-1, 1, base.numel())).half()}
+    head = TextEmotionHead({"hidden": 16, "emb": 8})
+    p = save_text_head(head, tmp_path / "tuned.pt", {"note": "t"}, encoder_state=tuned)
+    assert torch.load(p, weights_only=True)["format_version"] == 3
+    back = load_text_head(p, device="cpu")
+    fe_tuned, fe_plain = TextFrontEnd(head=back, device="cpu"), TextFrontEnd(head=head, device="cpu")
+    assert fe_plain.encoder is encoder and fe_tuned.encoder is not encoder
+    assert TextFrontEnd(head=load_text_head(p, device="cpu"), device="cpu").encoder is fe_tuned.encoder  # shared
+    x_t, _ = fe_tuned.batch([SENTENCE])
+    x_p, _ = fe_plain.batch([SENTENCE])
+    n = 4 * 384  # the means of layers 0, 3, 4 and 5 are below the tuned (last) layer: unchanged; layer 6 moves
+    assert torch.equal(x_t[0, :n], x_p[0, :n]) and not torch.allclose(x_t[0, n:], x_p[0, n:], atol=1e-3)
+    for bad in ({"embeddings.word_embeddings.weight": torch.zeros(3)}, {}):
+        ck = torch.load(p, weights_only=True)
+        ck["encoder_state"] = bad
+        torch.save(ck, tmp_path / "bad_tuned.pt")
+        with pytest.raises(CheckpointError, match="bad_tuned.pt"):
+            load_text_head(tmp_path / "bad_tuned.pt")
+
+
 def test_evaluate_text_file_counts_and_skips(tmp_path, head, frontend):
     res = evaluate_text_file(_write_goemotions(tmp_path / "ge"), head, frontend)
     assert res["n"] == 7 and res["skipped"] == 3  # empty, out-of-range, multi-label

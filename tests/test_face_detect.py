@@ -168,3 +168,56 @@ def test_fer_crop_framing_survives_a_round_trip_through_a_frame(detector, astron
     assert sharp_again > 0.3 * sharp_first  # a proper downscale, not a smear
     cx, cy, side = fer_square(tuple(v * 4 for v in FER_BOX))  # a FER image's own box, 4x: the 192-px image
     assert abs(cx - 96) < 1 and abs(cy - 96) < 1 and abs(side - 192) < 1
+
+
+def test_large_faces_are_re_detected_on_a_smaller_copy_every_third_time_at_full_size(detector, astronaut):
+    """A periodic re-detection of large followed faces runs on a 480-px copy (every third detection at full
+    resolution; small faces always at full resolution): the coarse copy finds the same face and keeps the size
+    the full-resolution detection measured."""
+    from umq.perception.face.track import iou
+
+    sides: list[int | None] = []
+
+    class Counting:
+        def __call__(self, bgr, max_faces=16, max_side=None):
+            sides.append(max_side)
+            return detector(bgr, max_faces=max_faces, max_side=max_side)
+
+    frame = np.full((480, 640, 3), 90, np.uint8)
+    frame[100:340, 200:440] = cv2.resize(_face(astronaut), (240, 240))
+    gray = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
+    tracker = MultiFaceTracker(Counting(), detect_every=1)  # a detection on every frame exercises the rules
+    found = [tracker.update(gray, frame, k / 5) for k in range(6)]
+    assert sides == [None, 480, 480, None, 480, 480] and tracker.coarse_detections == 4
+    assert all(len(f) == 1 and f[0].track_id == 1 for f in found)
+    assert iou(found[0][0].box, found[1][0].box) > 0.85  # the coarse detection re-anchors the same face ...
+    assert found[1][0].box[2:] == found[0][0].box[2:]  # ... and keeps the size the full-resolution one measured
+
+    small = np.full((480, 640, 3), 90, np.uint8)  # a face under coarse_min_px: every refresh at full resolution
+    small[200:248, 300:348] = cv2.resize(_face(astronaut), (48, 48))
+    sides.clear()
+    tracker.reset()
+    seen = [tracker.update(cv2.cvtColor(small, cv2.COLOR_BGR2GRAY), small, k / 5) for k in range(4)]
+    assert all(len(f) == 1 for f in seen) and sides == [None] * 4
+
+
+def test_an_empty_scene_is_searched_every_other_frame_and_a_newcomer_is_found(detector, astronaut):
+    """After four searches in a row found nothing, the detector runs on every second analysed frame; a face that
+    walks in is found at the next search, and then every frame is handled again."""
+    calls: list[int] = []
+
+    class Counting:
+        def __call__(self, bgr, max_faces=16, max_side=None):
+            calls.append(1)
+            return detector(bgr, max_faces=max_faces, max_side=max_side)
+
+    blank = np.full((480, 640, 3), 90, np.uint8)
+    tracker = MultiFaceTracker(Counting(), detect_every=1)
+    assert all(tracker.update(blank[..., 0], blank, k / 5) == [] for k in range(10))
+    assert len(calls) == 4 + 3  # frames 0-3, then 5, 7 and 9
+    face = blank.copy()
+    face[100:340, 200:440] = cv2.resize(_face(astronaut), (240, 240))
+    gray = cv2.cvtColor(face, cv2.COLOR_BGR2GRAY)
+    seen = [tracker.update(gray, face, (10 + k) / 5) for k in range(5)]
+    assert seen[0] == [] and all(len(f) == 1 for f in seen[1:])  # frame 10 is not searched, 11 finds the face
+    assert len(calls) == 7 + 4  # a face in view: every frame detected again (detect_every=1)

@@ -111,11 +111,12 @@ class RetinaFaceDetector:
         self.session = _session(threads)
         self.score_threshold, self.max_side, self.nms = score_threshold, max_side, nms
 
-    def __call__(self, bgr: np.ndarray, max_faces: int = 16) -> list[Detection]:
-        """Detections sorted by box area, largest first, at most ``max_faces``. Any frame :func:`to_bgr` takes."""
+    def __call__(self, bgr: np.ndarray, max_faces: int = 16, max_side: int | None = None) -> list[Detection]:
+        """Detections sorted by box area, largest first, at most ``max_faces``. Any frame :func:`to_bgr` takes.
+        ``max_side``: detect on a copy at most this large (default :attr:`max_side`); boxes are in frame pixels."""
         bgr = to_bgr(bgr)
         h, w = bgr.shape[:2]
-        scale = min(1.0, self.max_side / max(h, w))
+        scale = min(1.0, (max_side or self.max_side) / max(h, w))
         img = cv2.resize(bgr, (max(1, round(w * scale)), max(1, round(h * scale))),
                          interpolation=cv2.INTER_AREA) if scale < 1.0 else bgr
         ih, iw = img.shape[:2]

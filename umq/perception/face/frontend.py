@@ -219,8 +219,8 @@ class FaceFrontEnd:
         self._prev_gray_small = small
         if face is None:
             self._prev_boxes = {}
-            return FrameCues(False, 0.0, 0.0, sharpness(gray), float(gray.mean()) / 255.0,
-                             float(gray.std()) / 255.0, motion, seen=seen)
+            mean, std = _mean_std(gray)
+            return FrameCues(False, 0.0, 0.0, sharpness(gray), mean / 255.0, std / 255.0, motion, seen=seen)
         tid, box, _score, k, tf = face
         x, y, w, h = (int(round(v)) for v in tf.box)
         H, W = gray.shape[:2]
@@ -229,9 +229,10 @@ class FaceFrontEnd:
         stability = iou(self._prev_boxes.get(tid), box)
         self._prev_boxes = {tid: box}
         yaw, roll = head_pose(tf.landmarks)
+        mean, std = _mean_std(region)
         return FrameCues(face_found=k is not None, box_size=tf.box[3] / H if k is not None else 0.0,
                          stability=stability if k is not None else 0.0, sharpness=sharpness(region),
-                         brightness=float(region.mean()) / 255.0, contrast=float(region.std()) / 255.0,
+                         brightness=mean / 255.0, contrast=std / 255.0,
                          motion=motion, seen=True, yaw=yaw, roll=roll)
 
     def _store(self, frame, analysis: FrameAnalysis | None) -> None:
@@ -264,6 +265,13 @@ class FaceFrontEnd:
             faces = (newest.faces[p],) + tuple(o for j, o in enumerate(newest.faces) if j != p)
         box = newest.main.box if newest is not None and newest.main is not None else None
         return FaceFeatures(emb, mask, probs, FaceCues.from_frames([r.cues for r in results]), box, faces)
+
+
+def _mean_std(gray: np.ndarray) -> tuple[float, float]:
+    """Mean and (population) standard deviation of a grey image: numpy's values within 1e-12, in one C pass
+    (``gray.std()`` on a 640x480 frame costs ~1 ms, several per window)."""
+    m, s = cv2.meanStdDev(gray)
+    return float(m[0, 0]), float(s[0, 0])
 
 
 def _frame_box(box, s: float, W: int, H: int) -> Box:

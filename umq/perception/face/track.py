@@ -1,9 +1,17 @@
 """Several faces followed across frames with stable ids: detector every few frames, template tracking between.
 
-The detector (RetinaFace, ~13 ms per 640x480 frame on 2 threads) runs on every ``detect_every``-th analysed frame
-and whenever a track is lost; in between each face is followed by normalised template matching at a reduced scale
-(~1 ms), and its landmarks move with its box. A face that disappears keeps its id for ``keep_s`` seconds, so a
-hand passing in front of it does not make it a new face.
+The detector (RetinaFace, ~19 ms per 640x480 frame on an idle 2-core CPU, ~5 ms at 320x240) runs on every
+``detect_every``-th analysed frame and whenever a track is lost; in between each face is followed by normalised
+template matching at a reduced scale (~1 ms), and its landmarks move with its box. A face that disappears keeps
+its id for ``keep_s`` seconds, so a hand passing in front of it does not make it a new face.
+
+A periodic re-detection while every followed face is large (``coarse_min_px``) runs on a copy at most
+``coarse_side`` pixels wide, which costs about half as much: a 64-px face is 43 px there, well above the
+detector's smallest anchors. Every ``full_every``-th detection is at full resolution, so a small newcomer is
+still found within a few seconds, and a coarse detection moves a face's box but keeps the size the last
+full-resolution one measured (the FER-framed crop is sensitive to a few per cent of size). Once ``empty_after``
+searches in a row found no face, an empty scene is searched on every other analysed frame (a face that walks in
+is found one frame later; a face the detector finds only now and then never gets that far).
 """
 from __future__ import annotations
 
@@ -59,42 +67,65 @@ class MultiFaceTracker:
         keep_s: a lost face keeps its id this long (frame time).
         track_score: template-match correlation below which a face counts as lost until the next detection.
         match_iou: a detection continues a track when their boxes overlap at least this much.
+        coarse_side, coarse_min_px, full_every: periodic re-detections run at most ``coarse_side`` wide while every
+            followed face is at least ``coarse_min_px`` high (work-image pixels), except every ``full_every``-th
+            detection (``coarse_side=0``: always full resolution).
+        empty_after: consecutive searches without a face after which an empty scene is searched every other frame.
     """
 
     def __init__(self, detector: RetinaFaceDetector | None = None, detect_every: int = 3, max_faces: int = 4,
-                 keep_s: float = 1.5, track_score: float = 0.6, match_iou: float = 0.3) -> None:
+                 keep_s: float = 1.5, track_score: float = 0.6, match_iou: float = 0.3, coarse_side: int = 480,
+                 coarse_min_px: float = 64.0, full_every: int = 3, empty_after: int = 4) -> None:
         self.detector = detector or RetinaFaceDetector()
         self.detect_every, self.max_faces, self.keep_s = detect_every, max_faces, keep_s
         self.track_score, self.match_iou = track_score, match_iou
+        self.coarse_side, self.coarse_min_px, self.full_every = coarse_side, coarse_min_px, max(1, full_every)
+        self.empty_after = max(1, empty_after)
+        self._misses = 0  # consecutive searches that found no face
+        self._skipped = False  # the last analysed frame of an empty scene was not searched
         self._tracks: dict[int, _Track] = {}
         self._ids = itertools.count(1)
         self._since_detect = 0
+        self._since_full = 0  # detections since the last full-resolution one
         self.detections = 0  # detector runs (for benchmarks)
+        self.coarse_detections = 0  # of which at reduced resolution
 
     def reset(self) -> None:
         """A new session: no tracks, and ids start again at 1 (so a replayed session gets the same ids)."""
         self._tracks.clear()
         self._ids = itertools.count(1)
-        self._since_detect = 0
+        self._since_detect = self._since_full = self._misses = 0
+        self._skipped = False
 
     def update(self, gray: np.ndarray, bgr: np.ndarray, t: float) -> list[TrackedFace]:
         for tid in [k for k, tr in self._tracks.items() if t - tr.last_t > self.keep_s or t < tr.last_t - 5.0]:
             del self._tracks[tid]  # expired, or time went backwards (a new session)
         visible = [tid for tid, tr in self._tracks.items() if tr.last_t >= 0 and tr.template is not None]
         faces: list[TrackedFace] | None = None
-        if visible and self._since_detect < self.detect_every - 1:
+        periodic = bool(visible) and self._since_detect >= self.detect_every - 1
+        if visible and not periodic:
             faces = self._follow(gray, t, visible)
             self._since_detect += 1
         if faces is None:
-            faces = self._detect(gray, bgr, t)
+            if not visible and self._misses >= self.empty_after and not self._skipped:
+                self._skipped = True  # an empty scene (several searches found nothing): search every other frame
+                return []
+            self._skipped = False
+            # only a periodic refresh of large faces goes coarse; a face the templates lost gets the full frame
+            coarse = (periodic and self.coarse_side > 0 and self._since_full < self.full_every - 1
+                      and min(self._tracks[tid].face.box[3] for tid in visible) >= self.coarse_min_px)
+            faces = self._detect(gray, bgr, t, coarse)
             self._since_detect = 0
+            self._since_full = self._since_full + 1 if coarse else 0
+            self._misses = 0 if faces else self._misses + 1
         faces.sort(key=lambda f: -f.box[2] * f.box[3])
         return faces
 
     # -- detection: match to tracks by IoU, new ids for the rest -------------------------------------------------
-    def _detect(self, gray: np.ndarray, bgr: np.ndarray, t: float) -> list[TrackedFace]:
+    def _detect(self, gray: np.ndarray, bgr: np.ndarray, t: float, coarse: bool = False) -> list[TrackedFace]:
         self.detections += 1
-        dets: list[Detection] = self.detector(bgr, max_faces=16)
+        self.coarse_detections += int(coarse)
+        dets: list[Detection] = self.detector(bgr, max_faces=16, max_side=self.coarse_side if coarse else None)
         pairs = sorted(((iou(d.box, tr.face.box), i, tid) for i, d in enumerate(dets)
                         for tid, tr in self._tracks.items()), reverse=True)
         used_d, used_t, assign = set(), set(), {}
@@ -114,8 +145,17 @@ class MultiFaceTracker:
             age = self._tracks[tid].face.age + 1 if tid is not None else 1
             if tid is None:
                 tid = next(self._ids)
-            face = TrackedFace(tid, d.box, d.score, d.landmarks, True, age)
-            self._tracks[tid] = _Track(face, _template(gray, d.box), t)
+            box, landmarks = d.box, d.landmarks
+            if coarse and i in assign:
+                # a coarse box is as good as a template's for where the face is, but its size jitters by ~5 %,
+                # and the FER-framed crop is sensitive to that: keep the size the last full-size detection gave
+                old = self._tracks[tid].face
+                dx = d.box[0] + d.box[2] / 2 - (old.box[0] + old.box[2] / 2)
+                dy = d.box[1] + d.box[3] / 2 - (old.box[1] + old.box[3] / 2)
+                box = (old.box[0] + dx, old.box[1] + dy, old.box[2], old.box[3])
+                landmarks = old.landmarks + np.float32([dx, dy])
+            face = TrackedFace(tid, box, d.score, landmarks, True, age)
+            self._tracks[tid] = _Track(face, _template(gray, box), t)
             out.append(face)
         kept = {f.track_id for f in out}
         for tid, tr in self._tracks.items():  # not seen now: stays in memory, but is not followed by templates

@@ -186,22 +186,10 @@ def parse_args(argv=None):
     return ap.parse_args(argv)
 
 
-def main(argv=None) -> dict:
-    import platform
-
-    from tqdm import tqdm
-    from transformers import AutoModel, AutoTokenizer
-
-    from umq.perception.text.frontend import lexical_matrix, minilm_dir
-    from umq.perception.text.net import DEFAULT_CONFIG, TextEmotionHead, save_text_head
+def split_lines(args, rng: np.random.Generator) -> tuple[Lines, Lines, Lines, int, torch.Tensor]:
+    """``(fit, inner held-out MELD lines, MELD dev, training lines repeating a dev line, MELD-train log prior)``."""
     from umq.training.data.text import text_dir
 
-    args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(args.seed)
-    rng = np.random.default_rng(args.seed)
-    t_start = time.time()
     root = text_dir(args.data)
     if root is None:
         raise SystemExit("no text data: pass --data or set UMQ_DATA (see ../shared/data/README.md)")
@@ -223,30 +211,22 @@ def main(argv=None) -> dict:
              "repeating a dev line: %d", len(fit.y), np.bincount(fit.source, minlength=3).tolist(), len(held.y),
              len(held_groups), len(dev.y), leaks)
     counts = np.bincount(parts[0].y, minlength=7).astype(np.float64)
-    log_prior = torch.tensor(np.log(counts / counts.sum()), dtype=torch.float32)
+    return fit, held, dev, leaks, torch.tensor(np.log(counts / counts.sum()), dtype=torch.float32)
 
-    path = minilm_dir()
-    tok = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
-    model = AutoModel.from_pretrained(str(path), local_files_only=True)
-    config = {**DEFAULT_CONFIG, "tuned_layers": args.tune_layers}
-    head = TextEmotionHead(config)
-    net = TunedText(model, head, args.tune_layers)
-    lex_fit = torch.from_numpy(lexical_matrix(fit.texts))
+
+def fine_tune(net: TunedText, tok, fit: Lines, lex_fit: torch.Tensor, held: Lines, log_prior: torch.Tensor, args,
+              rng: np.random.Generator, t_start: float) -> tuple[tuple, list[dict]]:
+    """AdamW (warm-up, then linear decay) on the tuned layers and the head; the inner split is scored
+    ``--evals-per-epoch`` times per epoch. Returns the best point ``(objective, beta, report, head state, tuned
+    layers, epoch)`` and the curve."""
+    from tqdm import tqdm
+
+    from umq.perception.text.frontend import lexical_matrix
+
+    head = net.head
     lex_fit_asr = torch.from_numpy(lexical_matrix([strip_punctuation(t) for t in fit.texts]))
     lex_held = torch.from_numpy(lexical_matrix(held.texts))
-    lex_dev = torch.from_numpy(lexical_matrix(dev.texts))
-    # the head standardises its input: statistics of the untuned features of a sample of fit lines
-    with torch.inference_mode():
-        net.eval()
-        sample = rng.choice(len(fit.texts), min(3000, len(fit.texts)), replace=False)
-        xs = torch.cat([net.features(encode(tok, [fit.texts[i] for i in sample[a:a + 128]], args.max_length),
-                                     lex_fit[torch.from_numpy(sample[a:a + 128])]) for a in range(0, len(sample), 128)])
-    head.set_normalizer(xs.mean(0), xs.std(0))
-
-    if args.probe_epochs:
-        probe(net, tok, fit, lex_fit, log_prior, args)
-
-    enc_params = [p for p in model.parameters() if p.requires_grad]
+    enc_params = [p for p in net.model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW([{"params": enc_params, "lr": args.lr_encoder, "weight_decay": 0.01},
                              {"params": head.parameters(), "lr": args.lr_head, "weight_decay": 0.01}])
     lengths = np.array([len(tok.tokenize(t)) for t in fit.texts])
@@ -256,11 +236,11 @@ def main(argv=None) -> dict:
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min(1.0, (s + 1) / warm) * max(0.0, (total - s) / max(total - warm, 1)))
     eval_at = {int(round(per_epoch * (k + 1) / args.evals_per_epoch)) - 1 for k in range(args.evals_per_epoch)}
-    best, curve, step = None, [], 0
+    best, curve = None, []
     for ep in range(args.epochs):
         net.train()
-        batches = batches_by_length(lengths, args.batch_size, rng)
-        bar = tqdm(batches, desc=f"epoch {ep + 1}/{args.epochs}", mininterval=30)
+        bar = tqdm(batches_by_length(lengths, args.batch_size, rng), desc=f"epoch {ep + 1}/{args.epochs}",
+                   mininterval=30)
         run = 0.0
         for b, idx in enumerate(bar):
             asr = rng.random(len(idx)) < args.p_asr
@@ -274,7 +254,6 @@ def main(argv=None) -> dict:
             torch.nn.utils.clip_grad_norm_(enc_params + list(head.parameters()), 1.0)
             opt.step()
             sched.step()
-            step += 1
             run = 0.98 * run + 0.02 * loss.item() if b else loss.item()
             bar.set_postfix(loss=f"{run:.3f}", refresh=False)
             if b in eval_at:
@@ -288,15 +267,51 @@ def main(argv=None) -> dict:
                 if best is None or o > best[0]:
                     best = (o, beta, m, copy.deepcopy(head.state_dict()), net.tuned_state(), curve[-1]["epoch"])
                 net.train()
-    o, beta, m_held, head_state, enc_state, at_epoch = best
+    assert best is not None, "no evaluation point: --evals-per-epoch must be >= 1"
+    return best, curve
+
+
+def main(argv=None) -> dict:
+    import platform
+
+    from transformers import AutoModel, AutoTokenizer
+
+    from umq.perception.text.frontend import lexical_matrix, minilm_dir
+    from umq.perception.text.net import DEFAULT_CONFIG, TextEmotionHead, save_text_head
+
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    rng = np.random.default_rng(args.seed)
+    t_start = time.time()
+    fit, held, dev, leaks, log_prior = split_lines(args, rng)
+
+    path = minilm_dir()
+    tok = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+    model = AutoModel.from_pretrained(str(path), local_files_only=True)
+    config = {**DEFAULT_CONFIG, "tuned_layers": args.tune_layers}
+    head = TextEmotionHead(config)
+    net = TunedText(model, head, args.tune_layers)
+    lex_fit = torch.from_numpy(lexical_matrix(fit.texts))
+    # the head standardises its input: statistics of the untuned features of a sample of fit lines
+    with torch.inference_mode():
+        net.eval()
+        sample = rng.choice(len(fit.texts), min(3000, len(fit.texts)), replace=False)
+        xs = torch.cat([net.features(encode(tok, [fit.texts[i] for i in sample[a:a + 128]], args.max_length),
+                                     lex_fit[torch.from_numpy(sample[a:a + 128])]) for a in range(0, len(sample), 128)])
+    head.set_normalizer(xs.mean(0), xs.std(0))
+    if args.probe_epochs:
+        probe(net, tok, fit, lex_fit, log_prior, args)
+    (_, beta, m_held, head_state, enc_state, at_epoch), curve = fine_tune(net, tok, fit, lex_fit, held, log_prior,
+                                                                           args, rng, t_start)
     head.load_state_dict(head_state)
-    model.load_state_dict(enc_state, strict=False)
     # what ships is float16; score what ships
     enc_half = {k: v.half() for k, v in enc_state.items()}
     model.load_state_dict({k: v.float() for k, v in enc_half.items()}, strict=False)
     with torch.no_grad():
         head.logit_bias.copy_(beta * log_prior)
-    m_dev = score(dev.y, predict(net, tok, dev, lex_dev))
+    m_dev = score(dev.y, predict(net, tok, dev, torch.from_numpy(lexical_matrix(dev.texts))))
     log.info("MELD dev: wF1=%.4f macroF1=%.4f acc=%.4f recall=%s", m_dev["weighted_f1"], m_dev["macro_f1"],
              m_dev["accuracy"], {c: round(v, 3) for c, v in m_dev["per_class_recall"].items() if v is not None})
     wall = time.time() - t_start

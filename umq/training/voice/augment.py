@@ -116,3 +116,23 @@ def random_chain(x: np.ndarray, rng: np.random.Generator, talkers: Sequence[np.n
     if rng.random() < 0.08:
         x = ac.clip_fraction(x, rng.uniform(0.01, 0.08))
     return np.clip(x, -1.0, 1.0).astype(np.float32)
+
+
+def render_variant(x: np.ndarray, rng: np.random.Generator, talkers: list[np.ndarray],
+                   snr_db: tuple[float, float] = SNR_RANGE_DB) -> np.ndarray:
+    """One random corruption of a clean clip for the log-mel CRNN recipe (``umq.training.voice.train``, whose
+    docstring lists it; its feature cache pre-renders these): reverberation, one noise, gain, clipping."""
+    if rng.random() < 0.4:
+        x = ac.reverberate(x, rng.uniform(0.2, 0.9), rng, direct=rng.uniform(0.5, 2.0))
+    r = rng.random()
+    snr = rng.uniform(*snr_db)
+    if r < 0.35:
+        x = ac.white_noise(x, snr, rng)
+    elif r < 0.55:
+        x = ac.mix_at_snr(x, ac.pink_noise(x.shape[0], rng), snr)
+    elif r < 0.85:
+        x = ac.babble_noise(x, snr, talkers, rng, n_talkers=int(rng.integers(3, 7)))
+    x = ac.gain(x, rng.uniform(-20.0, 6.0))
+    if rng.random() < 0.1:
+        x = ac.clip_fraction(x, rng.uniform(0.01, 0.1))
+    return x

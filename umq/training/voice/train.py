@@ -41,7 +41,6 @@ import torch.nn.functional as F
 from umq import paths
 from umq.labels import EMOTIONS, canonical
 from umq.metrics import classification_report
-from umq.perception.voice import corrupt as ac
 from umq.perception.voice.features import (
     MEMORY_FRAMES,
     N_FEATURES,
@@ -55,6 +54,7 @@ from umq.perception.voice.features import (
 from umq.perception.voice.net import DEFAULT_CONFIG, DEFAULT_WEIGHTS, VoiceEmotionNet, count_parameters, save_voice_net
 from umq.perception.voice.normalize import FeatureStats, apply_norm, mean_std, moments, normalizer_weights
 from umq.perception.voice.vad import SileroVAD, speech_frames
+from umq.training.voice.augment import SNR_RANGE_DB, render_variant
 from umq.training.voice.clips import read_audio
 from umq.training.voice.evaluate import evaluate_audio_folder
 
@@ -84,29 +84,6 @@ def parse_actors(s: str) -> list[int]:
 
 
 # ------------------------------------------------------------------------------------------------ features
-SNR_DB = (0.0, 30.0)
-"""Noise SNR range of the rendered training variants (``--snr-db``)."""
-
-
-def render_variant(x: np.ndarray, rng: np.random.Generator, talkers: list[np.ndarray],
-                   snr_db: tuple[float, float] = SNR_DB) -> np.ndarray:
-    """One random training corruption of a clean clip (see the module docstring)."""
-    if rng.random() < 0.4:
-        x = ac.reverberate(x, rng.uniform(0.2, 0.9), rng, direct=rng.uniform(0.5, 2.0))
-    r = rng.random()
-    snr = rng.uniform(*snr_db)
-    if r < 0.35:
-        x = ac.white_noise(x, snr, rng)
-    elif r < 0.55:
-        x = ac.mix_at_snr(x, ac.pink_noise(x.shape[0], rng), snr)
-    elif r < 0.85:
-        x = ac.babble_noise(x, snr, talkers, rng, n_talkers=int(rng.integers(3, 7)))
-    x = ac.gain(x, rng.uniform(-20.0, 6.0))
-    if rng.random() < 0.1:
-        x = ac.clip_fraction(x, rng.uniform(0.01, 0.1))
-    return x
-
-
 def featurize(x: np.ndarray, speech_clean: np.ndarray | None = None) -> dict:
     """Front-end features of a whole clip (host copies): raw ``[69, T]`` float16, masks and moments."""
     xs, v, _ = sanitize(x)
@@ -132,11 +109,11 @@ def load_clips(data_dir: Path) -> list[dict]:
 
 
 def build_cache(data_dir: Path, train_actors: list[int], variants: int, seed: int = 1234,
-                snr_db: tuple[float, float] = SNR_DB) -> dict:
+                snr_db: tuple[float, float] = SNR_RANGE_DB) -> dict:
     """Features of every clip (clean) and ``variants`` corrupted copies of each training-actor clip, cached."""
     rows = load_clips(data_dir)
     parts = [FEATURE_VERSION, str(data_dir.resolve()), len(rows), variants, seed, sorted(train_actors)]
-    if tuple(snr_db) != SNR_DB:  # the default keeps the key (and the cache) of earlier runs
+    if tuple(snr_db) != SNR_RANGE_DB:  # the default keeps the key (and the cache) of earlier runs
         parts.append(list(snr_db))
     key = hashlib.sha1(json.dumps(parts).encode()).hexdigest()[:10]
     path = CACHE / f"ravdess_feats_{key}.npz"
@@ -483,7 +460,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--mixup", type=float, default=0.3)
     p.add_argument("--variants", type=int, default=4)
     p.add_argument("--p-clean", type=float, default=0.3)
-    p.add_argument("--snr-db", type=float, nargs=2, default=list(SNR_DB), metavar=("LOW", "HIGH"),
+    p.add_argument("--snr-db", type=float, nargs=2, default=list(SNR_RANGE_DB), metavar=("LOW", "HIGH"),
                    help="noise SNR range of the rendered training variants (default 0 30)")
     p.add_argument("--p-drop", type=float, default=0.15)
     p.add_argument("--p-prior-only", type=float, default=0.25)

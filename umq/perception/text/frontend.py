@@ -120,9 +120,7 @@ class SentenceEncoder:
             enc = {k: v.to(self.device) for k, v in enc.items()}
             res = model(**enc, output_hidden_states=len(layers) > 1 or tuple(layers) != (6,))
             hs = res.hidden_states if res.hidden_states is not None else (None,) * 6 + (res.last_hidden_state,)
-            m = enc["attention_mask"].unsqueeze(-1).to(torch.float32)
-            pooled = [(hs[i].float() * m).sum(1) / m.sum(1).clamp_min(1.0) for i in layers]
-            out.append(torch.stack(pooled, 1))
+            out.append(masked_means(hs, enc["attention_mask"], layers))
         if not out:
             return torch.zeros(0, len(layers), self.dim, device=self.device)
         return torch.cat(out, 0)
@@ -133,6 +131,13 @@ class SentenceEncoder:
         h = self.hidden_means([texts] if single else list(texts), (6,), batch_size)[:, 0]
         h = torch.nn.functional.normalize(h, dim=-1)
         return h[0] if single else h
+
+
+def masked_means(hidden_states: Sequence[Tensor], attention_mask: Tensor, layers: Sequence[int]) -> Tensor:
+    """``[N, len(layers), D]``: each layer's states averaged over the real tokens. The one pooling of the frozen
+    encoder and of fine-tuning (``umq.training.text.finetune``), so a tuned head reads what it was trained on."""
+    m = attention_mask.unsqueeze(-1).to(torch.float32)
+    return torch.stack([(hidden_states[i].float() * m).sum(1) / m.sum(1).clamp_min(1.0) for i in layers], 1)
 
 
 _SHARED: dict[str, SentenceEncoder] = {}

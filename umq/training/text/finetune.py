@@ -92,12 +92,11 @@ class TunedText(nn.Module):
         return self
 
     def features(self, enc: dict, lex: torch.Tensor) -> torch.Tensor:
+        from umq.perception.text.frontend import masked_means
         from umq.perception.text.net import head_input
 
         res = self.model(**enc, output_hidden_states=True)
-        m = enc["attention_mask"].unsqueeze(-1).to(torch.float32)
-        pooled = torch.stack([(res.hidden_states[i] * m).sum(1) / m.sum(1).clamp_min(1.0) for i in self.layers], 1)
-        return head_input(pooled, lex, self.head.config)
+        return head_input(masked_means(res.hidden_states, enc["attention_mask"], self.layers), lex, self.head.config)
 
     def forward(self, enc: dict, lex: torch.Tensor):
         return self.head(self.features(enc, lex))
